@@ -1,0 +1,145 @@
+"""One settings object for the whole project.
+
+Names and defaults are the contract of SPEC.md section 5. Values come from the environment; a YAML or
+JSON file named by ``KPI_CONFIG`` may set the same keys (the environment wins). A bad value is reported
+in one line that names the variable, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+DEFAULT_STAGES = ("prospecting", "qualification", "proposal", "negotiation")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message is one line naming the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # --- SPEC.md section 5 -------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kpi_topic_prefix: str = "sales."
+    kpi_app_id: str = Field("kpi-monitor", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    kpi_web_port: int = Field(6066, ge=0, le=65535)
+    kpi_web_host: str = "127.0.0.1"
+    kpi_clock: Literal["wall", "event"] = "wall"
+    kpi_timezone: str = "UTC"
+    kpi_sla_seconds: float = Field(300, gt=0)
+    kpi_roster: Path = PACKAGE_DIR / "roster.example.yaml"
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    kpi_alert_rules: Path = REPO_ROOT / "alerts" / "rules.yaml"
+    slack_webhook_url: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_channel: str | None = None
+    alertmanager_url: str | None = None
+    kpi_alert_webhook_url: SecretStr | None = None
+    kpi_alert_webhook_secret: SecretStr | None = None
+    kpi_grafana_url: str = "http://127.0.0.1:3000"
+
+    # --- extensions (documented in the README) -----------------------------------------------------
+    kpi_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    kpi_stages: tuple[str, ...] = DEFAULT_STAGES
+    kpi_partitions: int = Field(4, ge=1, le=256)
+    kpi_store: str = "rocksdb://"
+    kpi_data_dir: Path = REPO_ROOT / ".stack" / "worker"
+    kpi_lead_max_age_seconds: float = Field(7 * 86400, gt=0)
+    kpi_max_event_bytes: int = Field(64 * 1024, gt=0)
+    kpi_future_tolerance_seconds: float = Field(300, ge=0)
+    kpi_too_late_seconds: float = Field(25 * 3600, gt=0)
+
+    @field_validator("kpi_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+        return value
+
+    @field_validator("kpi_stages", mode="before")
+    @classmethod
+    def _split_stages(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        if not value:
+            raise ValueError("needs at least one stage")
+        return value
+
+    @field_validator("kpi_topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if not all(c.isalnum() or c in "._-" for c in value):
+            raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    # --- derived names -----------------------------------------------------------------------------
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.kpi_timezone)
+
+    def topic(self, suffix: str) -> str:
+        """Full topic name for ``leads``, ``calls``, ``deals`` or ``deadletter``."""
+        return f"{self.kpi_topic_prefix}{suffix}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.kpi_web_host}:{self.kpi_web_port}"
+
+    # The stack manager takes duck-typed settings with these plain names.
+    @property
+    def topic_prefix(self) -> str:
+        return self.kpi_topic_prefix
+
+    @property
+    def partitions(self) -> int:
+        return self.kpi_partitions
+
+    @property
+    def redis_dsn(self) -> str:
+        return self.redis_url.get_secret_value()
+
+
+def _file_values(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"KPI_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"KPI_CONFIG: {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"KPI_CONFIG: {path} must hold a mapping of KEY: value")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from ``KPI_CONFIG`` (if set), then the environment, then ``overrides``.
+
+    Raises ConfigError with a one-line message naming the offending variable.
+    """
+    values: dict[str, Any] = {}
+    config_file = os.environ.get("KPI_CONFIG")
+    if config_file:
+        values.update(_file_values(config_file))
+    env_names = {name.upper() for name in Settings.model_fields}
+    for name, value in os.environ.items():
+        if name.upper() in env_names:
+            values[name.lower()] = value
+    values.update({k.lower(): v for k, v in overrides.items()})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+        shown = "" if "secret" in name.lower() or "url" in name.lower() else f" (got {err.get('input')!r})"
+        raise ConfigError(f"{name}: {err['msg']}{shown}") from None

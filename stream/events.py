@@ -1,0 +1,284 @@
+"""The event contract (SPEC.md section 1): typed models, and validation straight from Kafka bytes.
+
+``EventValidator.validate(raw, topic)`` returns a typed event or raises ``InvalidEvent`` with a
+machine-readable ``reason`` and a human-readable ``detail``; the worker turns the latter into a
+dead-letter record. Decoding is one msgspec pass into a tagged union: no intermediate dict.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Literal, Union
+
+import msgspec
+
+# Machine-readable dead-letter reasons, in the order checks run.
+REASONS = (
+    "oversize",
+    "not_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "invalid_field",
+    "bad_timestamp",
+    "future",
+    "negative_amount",
+    "invalid_amount",
+    "wrong_currency",
+    "unknown_stage",
+    "wrong_topic",
+    "too_late",
+)
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+RepId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Team = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+# Decimal accepts a JSON number or a decimal string; sign and finiteness are checked after decoding.
+Money = Decimal
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    event_id: Id
+    occurred_at: Timestamp
+    rep_id: RepId | None = None
+    team: Team | None = None
+
+    @property
+    def type(self) -> str:
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
+
+class LeadCreated(Event, tag="lead.created"):
+    lead_id: Id
+    source: Text | None = None
+
+
+class LeadAssigned(Event, tag="lead.assigned"):
+    lead_id: Id
+    rep_id: RepId
+
+
+class LeadTouched(Event, tag="lead.touched"):
+    lead_id: Id
+    rep_id: RepId
+    channel: Literal["email", "sms", "chat", "social", "other"]
+
+
+class MeetingBooked(Event, tag="meeting.booked"):
+    lead_id: Id
+    rep_id: RepId
+
+
+class LeadQualified(Event, tag="lead.qualified"):
+    lead_id: Id
+    rep_id: RepId
+
+
+class LeadDisqualified(Event, tag="lead.disqualified"):
+    lead_id: Id
+    reason: Text | None = None
+
+
+class CallLogged(Event, tag="call.logged"):
+    call_id: Id
+    rep_id: RepId
+    direction: Literal["outbound", "inbound"]
+    outcome: Literal["connected", "no_answer", "voicemail", "busy", "failed"]
+    duration_s: Annotated[float, msgspec.Meta(ge=0)]
+    lead_id: Id | None = None
+
+
+class DealCreated(Event, tag="deal.created"):
+    deal_id: Id
+    rep_id: RepId
+    amount: Money
+    stage: Id
+    lead_id: Id | None = None
+    product: Text | None = None
+    currency: str | None = None
+
+
+class DealStageChanged(Event, tag="deal.stage_changed"):
+    deal_id: Id
+    to_stage: Id
+    amount: Money | None = None
+    currency: str | None = None
+
+
+class DealWon(Event, tag="deal.won"):
+    deal_id: Id
+    amount: Money | None = None
+    currency: str | None = None
+
+
+class DealLost(Event, tag="deal.lost"):
+    deal_id: Id
+    reason: Text | None = None
+
+
+AnyEvent = Union[
+    LeadCreated,
+    LeadAssigned,
+    LeadTouched,
+    MeetingBooked,
+    LeadQualified,
+    LeadDisqualified,
+    CallLogged,
+    DealCreated,
+    DealStageChanged,
+    DealWon,
+    DealLost,
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined,misc]
+
+# Which topic (suffix) carries which type, and the message key it is produced with.
+TOPIC_OF_TYPE: dict[str, str] = {
+    **{t: "leads" for t in EVENT_TYPES if t.startswith(("lead.", "meeting."))},
+    "call.logged": "calls",
+    **{t: "deals" for t in EVENT_TYPES if t.startswith("deal.")},
+}
+
+# Lifecycle rank used to order events with equal occurred_at (SPEC.md section 1).
+LIFECYCLE_RANK: dict[str, int] = {
+    "lead.created": 0,
+    "lead.assigned": 1,
+    "lead.touched": 2,
+    "call.logged": 2,
+    "meeting.booked": 3,
+    "lead.qualified": 4,
+    "lead.disqualified": 5,
+    "deal.created": 0,
+    "deal.stage_changed": 1,
+    "deal.won": 2,
+    "deal.lost": 2,
+}
+
+
+def event_key(event: Event) -> str:
+    """The Kafka message key of an event: lead_id (leads, calls with a lead), call_id, or deal_id."""
+    lead_id = getattr(event, "lead_id", None)
+    if isinstance(event, CallLogged):
+        return lead_id or event.call_id
+    if isinstance(event, (DealCreated, DealStageChanged, DealWon, DealLost)):
+        return event.deal_id
+    return lead_id  # type: ignore[return-value]
+
+
+def epoch_ms(ts: datetime) -> int:
+    """UTC milliseconds since the epoch; works for year 1 and year 9999 alike."""
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Sales events from before 1990 or after 2199 are data errors, not history or plans.
+_MIN_TS_MS = epoch_ms(datetime(1990, 1, 1, tzinfo=timezone.utc))
+_MAX_TS_MS = epoch_ms(datetime(2200, 1, 1, tzinfo=timezone.utc))
+
+
+class InvalidEvent(Exception):
+    """An event that cannot be applied; ``reason`` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_AT_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def _classify(exc: msgspec.ValidationError) -> InvalidEvent:
+    msg = str(exc)
+    path_match = _AT_PATH.search(msg)
+    path = path_match.group(1) if path_match else ""
+    missing = _MISSING.search(msg)
+    if missing and not path:
+        field = missing.group(1)
+        if field == "type":
+            return InvalidEvent("unknown_type", "the event has no `type` field")
+        return InvalidEvent("missing_field", f"required field `{field}` is missing")
+    if msg.startswith("Expected `object`") and not path:
+        return InvalidEvent("not_object", f"the message must be a JSON object ({msg})")
+    if path == "type":
+        return InvalidEvent("unknown_type", f"unknown event type ({msg}); known: {', '.join(EVENT_TYPES)}")
+    if path == "occurred_at":
+        return InvalidEvent("bad_timestamp", f"`occurred_at` must be RFC 3339 with an offset ({msg})")
+    return InvalidEvent("invalid_field", msg)
+
+
+class EventValidator:
+    """Validates raw message bytes against the contract and the deployment's configuration."""
+
+    def __init__(
+        self,
+        *,
+        currency: str = "USD",
+        stages: tuple[str, ...] = ("prospecting", "qualification", "proposal", "negotiation"),
+        max_bytes: int = 64 * 1024,
+        future_tolerance_s: float = 300.0,
+    ) -> None:
+        self.currency = currency
+        self.stages = frozenset(stages)
+        self.max_bytes = max_bytes
+        self.future_tolerance_ms = int(future_tolerance_s * 1000)
+        self._decoder = msgspec.json.Decoder(AnyEvent)
+
+    def validate(self, raw: bytes, topic_suffix: str | None = None, *, wall_ms: int | None = None) -> Event:
+        """Decode and check one message; ``topic_suffix`` (leads/calls/deals) checks it came on the right topic."""
+        if len(raw) > self.max_bytes:
+            raise InvalidEvent("oversize", f"message is {len(raw)} bytes; the limit is {self.max_bytes}")
+        try:
+            event = self._decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise _classify(exc) from None
+        except msgspec.DecodeError as exc:
+            raise InvalidEvent("not_json", f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidEvent("not_json", "JSON nested too deeply") from None
+        self._check(event, topic_suffix, wall_ms)
+        return event
+
+    def _check(self, event: Event, topic_suffix: str | None, wall_ms: int | None) -> None:
+        ts_ms = epoch_ms(event.occurred_at)
+        if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
+            raise InvalidEvent("bad_timestamp", f"`occurred_at` {event.occurred_at.isoformat()} is outside 1990..2199")
+        if wall_ms is not None:
+            ahead_ms = ts_ms - wall_ms
+            if ahead_ms > self.future_tolerance_ms:
+                raise InvalidEvent(
+                    "future", f"`occurred_at` is {ahead_ms / 1000:.0f} s ahead of the wall clock (limit {self.future_tolerance_ms // 1000} s)"
+                )
+        amount = getattr(event, "amount", None)
+        if amount is not None:
+            if not amount.is_finite() or amount.adjusted() > 15:
+                raise InvalidEvent("invalid_amount", f"`amount` must be a finite number below 10^15, got {amount}")
+            if amount < 0:
+                raise InvalidEvent("negative_amount", f"`amount` must be >= 0, got {amount}")
+        currency = getattr(event, "currency", None)
+        if currency is not None and currency != self.currency:
+            raise InvalidEvent("wrong_currency", f"`currency` is {currency!r}; the reporting currency is {self.currency}")
+        stage = getattr(event, "stage", None) or getattr(event, "to_stage", None)
+        if stage is not None and stage not in self.stages:
+            raise InvalidEvent("unknown_stage", f"stage {stage!r} is not a configured open stage ({', '.join(sorted(self.stages))})")
+        if isinstance(event, CallLogged) and not math.isfinite(event.duration_s):
+            raise InvalidEvent("invalid_field", "`duration_s` must be finite")
+        if topic_suffix is not None and TOPIC_OF_TYPE[event.type] != topic_suffix:
+            raise InvalidEvent(
+                "wrong_topic", f"`{event.type}` belongs on the {TOPIC_OF_TYPE[event.type]} topic, not {topic_suffix}"
+            )
+
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def encode_event(event: Event) -> bytes:
+    """JSON bytes of an event (amounts as JSON numbers)."""
+    return _encoder.encode(event)

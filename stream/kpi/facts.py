@@ -1,0 +1,187 @@
+"""Per-entity state and what each entity contributes to the KPIs.
+
+An entity (a lead with its calls, a lone call, or a deal) is stored as the compact list of the facts
+it has received, ordered by (occurred_at, lifecycle rank, event_id). Everything the KPIs need is
+*derived* from that list, so:
+
+- arrival order does not matter (a touch before its lead, a won before its deal),
+- a redelivered event is recognised by its event_id in the same stored value (dedup mark and state
+  change are one table write, one changelog record),
+- the contribution of an entity to the aggregates is a pure function of its facts: applying an event
+  means "retract the old contributions, add the new ones", which keeps late corrections exact.
+
+This module imports nothing from Faust, Kafka, Prometheus or HTTP.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from decimal import Decimal
+from typing import NamedTuple
+
+import msgspec
+
+from stream.events import (
+    CallLogged,
+    DealCreated,
+    DealStageChanged,
+    DealWon,
+    Event,
+    LIFECYCLE_RANK,
+    epoch_ms,
+)
+
+UNASSIGNED = "unassigned"
+TOUCH_KINDS = frozenset({"lead.touched", "call.logged"})
+
+
+class Fact(msgspec.Struct, array_like=True, frozen=True, order=True):
+    """One applied event, reduced to what the KPIs read. Field order is the sort order."""
+
+    ts: int  # occurred_at, UTC milliseconds
+    rank: int
+    eid: str
+    kind: str
+    rep: str | None = None
+    team: str | None = None
+    stage: str | None = None
+    amount: str | None = None  # exact decimal text
+    connected: bool = False
+    talk_ms: int = 0
+
+
+class Entity(msgspec.Struct, array_like=True):
+    """The stored value of one entity: its partition (for rebuilds) and its ordered facts."""
+
+    partition: int
+    facts: list[Fact]
+
+
+def fact_from_event(event: Event) -> Fact:
+    kind = event.type
+    stage = None
+    amount = None
+    connected = False
+    talk_ms = 0
+    if isinstance(event, DealCreated):
+        stage, amount = event.stage, str(event.amount)
+    elif isinstance(event, DealStageChanged):
+        stage = event.to_stage
+        amount = None if event.amount is None else str(event.amount)
+    elif isinstance(event, DealWon):
+        amount = None if event.amount is None else str(event.amount)
+    elif isinstance(event, CallLogged):
+        connected = event.outcome == "connected"
+        talk_ms = round(event.duration_s * 1000) if connected else 0
+    return Fact(
+        ts=epoch_ms(event.occurred_at),
+        rank=LIFECYCLE_RANK[kind],
+        eid=event.event_id,
+        kind=kind,
+        rep=event.rep_id,
+        team=event.team,
+        stage=stage,
+        amount=amount,
+        connected=connected,
+        talk_ms=talk_ms,
+    )
+
+
+def add_fact(entity: Entity, fact: Fact) -> bool:
+    """Insert a fact in order; False when its event_id was applied already (a redelivery)."""
+    if any(f.eid == fact.eid for f in entity.facts):
+        return False
+    insort(entity.facts, fact)
+    return True
+
+
+# --- contributions --------------------------------------------------------------------------------
+# A contribution is (kind, ts_ms, rep, team, value). `team` None means "resolve from the roster at read
+# time" (SPEC: the team on the crediting event, else the roster, else unassigned).
+
+
+class Contribution(NamedTuple):
+    kind: str
+    ts: int
+    rep: str
+    team: str | None
+    value: object
+
+
+def lead_contributions(facts: list[Fact]) -> list[Contribution]:
+    """What a lead entity (facts of leads + calls topics for one key) adds to the aggregates."""
+    out: list[Contribution] = []
+    created = first_touch = first_qualified = first_meeting = owner = None
+    disqualified = False
+    for f in facts:  # already in (ts, rank, eid) order
+        kind = f.kind
+        if kind == "call.logged":
+            out.append(Contribution("call", f.ts, f.rep or UNASSIGNED, f.team, (f.connected, f.talk_ms)))
+        if kind == "lead.created":
+            if created is None:
+                created = f
+            if f.rep:
+                owner = f
+        elif kind == "lead.assigned":
+            owner = f
+        elif kind in TOUCH_KINDS:
+            if first_touch is None:
+                first_touch = f
+        elif kind == "meeting.booked":
+            if first_meeting is None:
+                first_meeting = f
+        elif kind == "lead.qualified":
+            if first_qualified is None:
+                first_qualified = f
+        elif kind == "lead.disqualified":
+            disqualified = True
+    if created is None:
+        # Held: facts wait for the defining lead.created (calls count regardless: they are calls).
+        return out
+    out.append(Contribution("created", created.ts, created.rep or UNASSIGNED, created.team, 1))
+    if first_touch is not None:
+        response_ms = max(0, first_touch.ts - created.ts)
+        out.append(Contribution("response", first_touch.ts, first_touch.rep or UNASSIGNED, first_touch.team, response_ms))
+    elif not disqualified:
+        rep = owner.rep if owner is not None else None
+        team = owner.team if owner is not None else created.team
+        out.append(Contribution("awaiting", created.ts, rep or UNASSIGNED, team, created.ts))
+    if first_qualified is not None:
+        out.append(Contribution("qualified", first_qualified.ts, first_qualified.rep or UNASSIGNED, first_qualified.team, 1))
+    if first_meeting is not None:
+        touches = sum(1 for f in facts if f.kind in TOUCH_KINDS and f.ts <= first_meeting.ts)
+        out.append(Contribution("meeting", first_meeting.ts, first_meeting.rep or UNASSIGNED, first_meeting.team, touches))
+    return out
+
+
+def deal_contributions(facts: list[Fact]) -> list[Contribution]:
+    """What a deal entity adds: its outcome, or its open value and stage; first entries into stages."""
+    created = next((f for f in facts if f.kind == "deal.created"), None)
+    if created is None:
+        return []  # held until deal.created arrives
+    owner = created.rep or UNASSIGNED
+    team = created.team
+    outcome = next((f for f in facts if f.kind in ("deal.won", "deal.lost")), None)
+    stage = None
+    amount: str | None = None
+    entered: dict[str, int] = {}
+    out: list[Contribution] = []
+    for f in facts:
+        if outcome is not None and f > outcome:
+            break  # events after the outcome change nothing (a second outcome included)
+        if f.stage is not None:
+            stage = f.stage
+            entered.setdefault(f.stage, f.ts)
+        if f.amount is not None:
+            amount = f.amount
+    for entered_stage, ts in entered.items():
+        out.append(Contribution("stage_entry", ts, owner, team, entered_stage))
+    value = Decimal(amount) if amount is not None else Decimal(0)
+    if outcome is None:
+        out.append(Contribution("open", created.ts, owner, team, (stage, value)))
+    elif outcome.kind == "deal.won":
+        cycle_ms = max(0, outcome.ts - created.ts)
+        out.append(Contribution("won", outcome.ts, owner, team, (value, cycle_ms)))
+    else:
+        out.append(Contribution("lost", outcome.ts, owner, team, 1))
+    return out

@@ -1,0 +1,59 @@
+"""Time buckets and the report windows of SPEC.md section 2.
+
+Windowed KPIs are kept in minute buckets (for ``1h``/``24h``) and local-day buckets (for ``today`` and
+``month``), plus an all-time total. ``1h`` is ``[floor_minute(now) - 59 min, now]``: whole minutes, so
+minute buckets answer it exactly; ``today``/``month`` start at a local midnight, so day buckets answer
+them exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+WINDOWS = ("1h", "24h", "today", "month", "all")
+MINUTE_MS = 60_000
+MINUTE_WINDOWS = {"1h": 60, "24h": 1440}
+# Minute buckets older than the 24 h window are never read again; day buckets cover two months.
+MINUTES_KEPT = 1440
+DAYS_KEPT = 62
+
+
+def minute_of(ts_ms: int) -> int:
+    return ts_ms // MINUTE_MS
+
+
+class DayCalendar:
+    """Maps UTC milliseconds to local day numbers (proleptic ordinals) in one time zone."""
+
+    def __init__(self, tz: ZoneInfo | str = "UTC") -> None:
+        self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+        self._cache: dict[int, int] = {}
+
+    def day_of(self, ts_ms: int) -> int:
+        # Cache per UTC hour: local midnights fall on whole hours in all but a handful of zones, and
+        # those (e.g. Asia/Kathmandu) are handled by the fallback below.
+        hour = ts_ms // 3_600_000
+        day = self._cache.get(hour)
+        if day is None:
+            start = self._local(hour * 3_600_000)
+            end = self._local(hour * 3_600_000 + 3_599_999)
+            if start.date() != end.date():
+                return self._local(ts_ms).date().toordinal()
+            day = start.date().toordinal()
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[hour] = day
+        return day
+
+    def month_days(self, now_ms: int) -> range:
+        """Day numbers from the first of now's local month to now's local day, inclusive."""
+        today = self._local(now_ms).date()
+        return range(today.replace(day=1).toordinal(), today.toordinal() + 1)
+
+    def _local(self, ts_ms: int) -> datetime:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(self.tz)
+
+
+def ms_to_datetime(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
