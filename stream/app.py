@@ -1,0 +1,240 @@
+"""The Faust application: agents that validate and apply events, the entity tables, the web views.
+
+``create_app(settings)`` builds everything; nothing is created at import time. Two co-partitioned
+groups are consumed: ``leads`` (the leads and calls topics, keyed by lead_id) and ``deals``. Each group
+has an entity table (changelogged: it survives a crash). The KPI aggregates are an in-memory view of
+those tables, rebuilt whenever Faust finishes recovering them after a rebalance (see stream.kpi.store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from aiokafka.client import AIOKafkaClient
+from prometheus_client import CollectorRegistry
+
+from stream.config import Settings
+from stream.deadletter import deadletter_record
+from stream.events import EventValidator, InvalidEvent, epoch_ms
+from stream.kpi.engine import EngineConfig, KpiEngine
+from stream.metrics import register_metrics
+from stream.roster import RosterFile
+from stream.stats import PipelineStats
+
+log = logging.getLogger("kpi_monitor.worker")
+
+TOPIC_SUFFIXES = ("leads", "calls", "deals")
+EXPIRE_INTERVAL_S = 30.0
+
+
+@dataclass
+class WorkerContext:
+    """Everything the agents and views share; one per worker process."""
+
+    settings: Settings
+    app: faust.App
+    engine: KpiEngine
+    validator: EventValidator
+    roster: RosterFile
+    stats: PipelineStats
+    registry: CollectorRegistry
+    tables: dict[str, Any] = field(default_factory=dict)  # group -> faust Table
+    built: dict[str, set[int]] = field(default_factory=dict)  # group -> partitions rebuilt and live
+    suffix_of_topic: dict[str, str] = field(default_factory=dict)
+    deadletter_topic: Any = None
+    broker_ok: bool = False
+    broker_checked: float = 0.0
+
+
+def create_app(settings: Settings) -> WorkerContext:
+    servers = [f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
+    # One data directory per worker: RocksDB takes a lock on it, and several workers may share a host.
+    datadir = settings.kpi_data_dir / f"{settings.kpi_app_id}-{settings.kpi_web_port}"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.kpi_app_id,
+        broker=servers,
+        store=settings.kpi_store,
+        datadir=str(datadir),
+        web_host=settings.kpi_web_host,
+        web_bind=settings.kpi_web_host,
+        web_port=settings.kpi_web_port,
+        canonical_url=settings.web_url,
+        topic_partitions=settings.kpi_partitions,
+        topic_replication_factor=1,
+        # Every worker rebuilds its aggregates from its own active tables; standbys would double the
+        # changelog traffic on a 2-core machine for a faster failover we do not need.
+        table_standby_replicas=0,
+        producer_acks=-1,
+        # A killed worker's partitions move to the survivors after this long (Faust's default is 60 s).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        # Entity values are msgpack we encode ourselves; Faust must store them as they are.
+        table_key_serializer="raw",
+        table_value_serializer="raw",
+        autodiscover=False,
+        web_enabled=True,
+        web_in_thread=False,
+    )
+    engine = KpiEngine(
+        EngineConfig(
+            sla_seconds=settings.kpi_sla_seconds,
+            timezone=settings.kpi_timezone,
+            lead_max_age_seconds=settings.kpi_lead_max_age_seconds,
+            too_late_seconds=settings.kpi_too_late_seconds,
+            event_clock=settings.kpi_clock == "event",
+        )
+    )
+    ctx = WorkerContext(
+        settings=settings,
+        app=app,
+        engine=engine,
+        validator=EventValidator(
+            currency=settings.kpi_currency,
+            stages=settings.kpi_stages,
+            max_bytes=settings.kpi_max_event_bytes,
+            future_tolerance_s=settings.kpi_future_tolerance_seconds,
+        ),
+        roster=RosterFile(settings.kpi_roster),
+        stats=PipelineStats(),
+        registry=CollectorRegistry(),
+        suffix_of_topic={settings.topic(s): s for s in TOPIC_SUFFIXES},
+    )
+    ctx.deadletter_topic = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
+    _wire_group(ctx, "leads", [settings.topic("leads"), settings.topic("calls")])
+    _wire_group(ctx, "deals", [settings.topic("deals")])
+    _wire_timers(ctx)
+    from stream.web import register_views  # late import: the views module needs a context to exist
+
+    register_views(ctx)
+    register_metrics(ctx.registry, ctx)
+    return ctx
+
+
+def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
+    app = ctx.app
+    topic = app.topic(*topic_names, key_serializer="raw", value_serializer="raw")
+    table = app.Table(
+        f"{group}_entities",
+        default=None,
+        partitions=ctx.settings.kpi_partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    ctx.tables[group] = table
+    ctx.built[group] = set()
+    source_topics = set(topic_names)
+
+    @table.on_recover
+    async def rebuild_aggregates() -> None:
+        # Called after Faust recovered this table's changelog for the new assignment. The aggregates
+        # are derived from the table, so they are recomputed here rather than recovered separately.
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in source_topics}
+        revoked = ctx.built[group] - active
+        ctx.engine.drop(group, revoked)
+        fresh = active - ctx.built[group]
+        if fresh:
+            started = time.monotonic()
+            count = ctx.engine.rebuild(group, fresh, _table_items(table), int(time.time() * 1000))
+            log.info(
+                "%s: rebuilt aggregates of partitions %s from %d entities in %.2fs",
+                group, sorted(fresh), count, time.monotonic() - started,
+            )
+        ctx.built[group] = active
+
+    async def process(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            suffix = ctx.suffix_of_topic.get(message.topic, message.topic)
+            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            wall_ms = int(time.time() * 1000)
+            try:
+                parsed = ctx.validator.validate(raw, suffix, wall_ms=wall_ms)
+                if ctx.engine.apply(table, suffix, message.partition, parsed, wall_ms):
+                    ctx.stats.applied(suffix, parsed.type, epoch_ms(parsed.occurred_at))
+                else:
+                    ctx.stats.duplicate(suffix)
+            except InvalidEvent as exc:
+                ctx.stats.dead_letter(exc.reason)
+                record = deadletter_record(
+                    raw, reason=exc.reason, detail=exc.detail,
+                    topic=message.topic, partition=message.partition, offset=message.offset,
+                )
+                await ctx.deadletter_topic.send(key=message.key, value=record)
+                log.debug("dead-lettered %s/%d@%d: %s", message.topic, message.partition, message.offset, exc)
+            except Exception:  # never let one message stop the worker
+                log.exception("failed to apply %s/%d@%d; dead-lettering it", message.topic, message.partition, message.offset)
+                ctx.stats.dead_letter("internal_error")
+                record = deadletter_record(
+                    raw, reason="internal_error", detail="the worker failed to apply this event; see its log",
+                    topic=message.topic, partition=message.partition, offset=message.offset,
+                )
+                await ctx.deadletter_topic.send(key=message.key, value=record)
+
+    process.__name__ = f"{group}_agent"
+    app.agent(topic, name=f"{group}_agent")(process)
+
+
+def _table_items(table: Any):
+    # Iterate the store directly: the table's own items() would route through the "current event".
+    return ((k.decode() if isinstance(k, bytes) else k, v) for k, v in table.data.items())
+
+
+def _wire_timers(ctx: WorkerContext) -> None:
+    app = ctx.app
+
+    @app.timer(EXPIRE_INTERVAL_S)
+    async def expire_buckets() -> None:
+        ctx.engine.expire(int(time.time() * 1000))
+
+    probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers)
+
+    @app.timer(2.0)
+    async def check_broker() -> None:
+        ctx.broker_ok = await probe.reachable()
+        ctx.broker_checked = time.time()
+
+
+class BrokerProbe:
+    """Asks the broker for metadata on one long-lived connection: cheap enough to run every 2 s."""
+
+    def __init__(self, bootstrap: str, timeout: float = 3.0) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        self.client: AIOKafkaClient | None = None
+
+    async def reachable(self) -> bool:
+        try:
+            if self.client is None:
+                self.client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000))
+                await asyncio.wait_for(self.client.bootstrap(), self.timeout)
+            await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout)
+            return True
+        except Exception:
+            if self.client is not None:
+                client, self.client = self.client, None
+                try:
+                    await asyncio.wait_for(client.close(), self.timeout)
+                except Exception:
+                    pass
+            return False
+
+
+def is_consuming(ctx: WorkerContext) -> tuple[bool, str]:
+    """Health: the worker is consuming when it is assigned, not rebalancing, recovered and the broker answers."""
+    app = ctx.app
+    if not ctx.broker_ok:
+        return False, "broker unreachable" if ctx.broker_checked else "starting"
+    if app.rebalancing:
+        return False, "rebalancing"
+    if not app.tables.recovery.completed.is_set():
+        return False, "recovering tables"
+    return True, "consuming"

@@ -1,0 +1,134 @@
+"""The ``kpi-monitor`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+
+import click
+
+from stream.config import ConfigError, Settings, load_settings
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Real-time sales KPIs from Kafka events: worker, simulator, replay, local stack."""
+
+
+# --- local stack ------------------------------------------------------------------------------------
+@main.group()
+def stack() -> None:
+    """The local Kafka + Redis stack (state under .stack/ in the checkout)."""
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start Kafka (KRaft, from Maven Central jars) and Redis when not running; create the topics."""
+    from stream import stack as local_stack
+
+    try:
+        local_stack.up(_settings())
+    except local_stack.StackError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@stack.command("down")
+@click.option("--purge", is_flag=True, help="Also delete Kafka's data (topics, offsets, tables).")
+def stack_down(purge: bool) -> None:
+    """Stop what `stack up` started (by pid file); external services are left alone."""
+    from stream import stack as local_stack
+
+    local_stack.down(purge=purge)
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Say what runs: ours, external, or stopped; and whether the topics exist."""
+    from stream import stack as local_stack
+
+    status = local_stack.status(_settings())
+    sys.exit(0 if status.healthy else 1)
+
+
+# --- worker -----------------------------------------------------------------------------------------
+@main.command()
+@click.option("--web-port", type=int, help="Overrides KPI_WEB_PORT (run several workers side by side).")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(web_port: int | None, loglevel: str) -> None:
+    """Run one worker: consume, validate, compute KPIs, serve /kpis /metrics /healthz."""
+    settings = _settings(kpi_web_port=web_port)
+    from faust.worker import Worker
+
+    from stream.app import create_app
+
+    ctx = create_app(settings)
+    click.echo(
+        f"worker {settings.kpi_app_id} on {settings.web_url} (clock={settings.kpi_clock}, "
+        f"brokers={settings.kafka_bootstrap_servers}, topics={settings.kpi_topic_prefix}*)",
+        err=True,
+    )
+    Worker(ctx.app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
+
+
+# --- simulator and replay ---------------------------------------------------------------------------
+@main.command()
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Target events per wall-clock second.")
+@click.option("--duration", default=None, help="How long to run: 90s, 10m, 2h (default: until Ctrl-C; with --out only: 1h simulated).")
+@click.option("--seed", type=int, default=None, help="Random seed: same seed and --start give the same events.")
+@click.option("--speedup", type=float, default=1.0, show_default=True, help="Simulated time runs this many times faster than the wall clock.")
+@click.option("--start", default=None, help="Simulated start time (RFC 3339); default now.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write JSON Lines to this file instead of producing.")
+@click.option("--produce/--no-produce", default=None, help="With --out: also produce to Kafka.")
+@click.option("--bad-ratio", type=float, default=0.0, show_default=True, help="Share of malformed messages (for dead-letter demos).")
+def simulate(rate, duration, seed, speedup, start, out, produce, bad_ratio) -> None:
+    """Simulate a sales floor (roster from KPI_ROSTER) and produce its events."""
+    from stream.simulator import simulate_main
+
+    sys.exit(simulate_main(_settings(), rate=rate, duration=duration, seed=seed, speedup=speedup,
+                           out=out, produce=produce, bad_ratio=bad_ratio, start=start))
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--speed", type=float, default=None, help="Pace by event time x SPEED (default: as fast as possible).")
+def replay(path: str, speed: float | None) -> None:
+    """Produce a JSON Lines event log to its topics, with the right keys, in file order."""
+    from stream.replay import replay_main
+
+    sys.exit(replay_main(_settings(), path, speed))
+
+
+# --- reading KPIs -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--window", type=click.Choice(["1h", "24h", "today", "month", "all"]), default="today", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the /kpis document as JSON.")
+@click.option("--url", default=None, help="Worker base URL (default from KPI_WEB_HOST/KPI_WEB_PORT).")
+def kpis(window: str, as_json: bool, url: str | None) -> None:
+    """Show the global KPI snapshot from a running worker."""
+    base = url or _settings().web_url
+    try:
+        with urllib.request.urlopen(f"{base}/kpis?window={window}", timeout=15) as resp:
+            doc = json.load(resp)
+    except (urllib.error.URLError, OSError) as exc:
+        raise click.ClickException(f"no worker answers at {base} ({exc}); start one with `kpi-monitor worker`") from None
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        from stream.report import render_snapshot
+
+        click.echo(render_snapshot(doc))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig(level=logging.INFO)
+    main()

@@ -1,0 +1,149 @@
+"""HTTP views of the worker: ``/kpis`` (global numbers), ``/healthz``, ``/metrics``, and the internal
+``/internal/partials`` that workers use to merge each other's partition aggregates.
+
+Global view: each worker holds aggregates only for the partitions it owns. ``/kpis`` on any worker
+asks every worker named in the Faust assignment for its window-reduced partials (a few numbers per
+rep and partition), merges them, and computes the KPIs once. Per-event work stays local and small;
+the cost of the global view is paid per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from stream.kpi.aggregates import Agg
+from stream.kpi.snapshot import build_snapshot, merge_partials
+from stream.kpi.windows import WINDOWS
+
+if TYPE_CHECKING:
+    from stream.app import WorkerContext
+
+log = logging.getLogger("kpi_monitor.web")
+PEER_TIMEOUT_S = 5.0
+_pack = msgspec.msgpack.encode
+_unpack = msgspec.msgpack.decode
+
+
+def encode_partials(ctx: WorkerContext, window: str, now_ms: int) -> bytes:
+    partitions = {}
+    for (group, partition), scopes in ctx.engine.partials(window, now_ms).items():
+        if partition in ctx.built.get(group, ()):
+            partitions[f"{group}:{partition}"] = [[rep, team, agg.to_wire()] for (rep, team), agg in scopes.items()]
+    return _pack({"watermark": ctx.engine.watermark(), "partitions": partitions})
+
+
+def decode_partials(raw: bytes) -> dict[str, Any]:
+    doc = _unpack(raw)
+    doc["partitions"] = {
+        pid: {(rep, team): Agg.from_wire(wire) for rep, team, wire in scopes}
+        for pid, scopes in doc["partitions"].items()
+    }
+    return doc
+
+
+def peer_urls(ctx: WorkerContext) -> list[str]:
+    """Web URLs of every worker in the current assignment, this one included."""
+    own = ctx.settings.web_url.rstrip("/")
+    urls = {own}
+    try:
+        urls.update(str(url).rstrip("/") for url in ctx.app.router.tables_metadata())
+    except Exception:  # not assigned yet
+        pass
+    return sorted(urls)
+
+
+async def gather_partials(ctx: WorkerContext, window: str, now_ms: int) -> tuple[dict[str, dict], list[str], int | None]:
+    """Partials of all partitions from all workers; also the peers that did not answer and the global watermark."""
+    own = ctx.settings.web_url.rstrip("/")
+    results: dict[str, dict] = {}
+    failed: list[str] = []
+    watermark = ctx.engine.watermark()
+
+    async def fetch(session: aiohttp.ClientSession, url: str) -> dict | None:
+        if url == own:
+            return decode_partials(encode_partials(ctx, window, now_ms))
+        try:
+            async with session.get(f"{url}/internal/partials", params={"window": window, "now": str(now_ms)}) as resp:
+                resp.raise_for_status()
+                return decode_partials(await resp.read())
+        except Exception as exc:
+            log.warning("peer %s did not answer: %s", url, exc)
+            failed.append(url)
+            return None
+
+    timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        docs = await asyncio.gather(*(fetch(session, url) for url in peer_urls(ctx)))
+    for doc in docs:
+        if doc is None:
+            continue
+        if doc["watermark"] is not None and (watermark is None or doc["watermark"] > watermark):
+            watermark = doc["watermark"]
+        for pid, scopes in doc["partitions"].items():
+            results.setdefault(pid, scopes)  # during a handover two workers may report one partition
+    return results, failed, watermark
+
+
+async def global_snapshot(ctx: WorkerContext, window: str) -> dict[str, Any]:
+    wall_ms = int(time.time() * 1000)
+    now_ms = ctx.engine.now(wall_ms)
+    partials, failed, watermark = await gather_partials(ctx, window, now_ms)
+    if ctx.engine.config.event_clock and watermark is not None and watermark != now_ms:
+        # Another worker has seen later events: the global event-time clock is ahead of ours.
+        now_ms = watermark
+        partials, failed, _ = await gather_partials(ctx, window, now_ms)
+    doc = build_snapshot(
+        merge_partials(partials.values()),
+        window=window,
+        now_ms=now_ms,
+        roster=ctx.roster.current(),
+        stages=ctx.settings.kpi_stages,
+    )
+    expected = {f"{g}:{p}" for g in ("leads", "deals") for p in range(ctx.settings.kpi_partitions)}
+    missing = sorted(expected - set(partials))
+    if missing or failed:
+        # Say so rather than show partial numbers as if they were the whole floor.
+        doc["incomplete"] = {"missing_partitions": missing, "unreachable_workers": failed}
+    return doc
+
+
+def register_views(ctx: WorkerContext) -> None:
+    app = ctx.app
+    from stream.app import is_consuming
+
+    @app.page("/kpis")
+    class KpisView(View):
+        async def get(self, request: Request) -> Response:
+            window = request.query.get("window", "1h")
+            if window not in WINDOWS:
+                return self.json({"error": f"unknown window {window!r}; use one of {', '.join(WINDOWS)}"}, status=400)
+            return self.json(await global_snapshot(ctx, window))
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            ok, state = is_consuming(ctx)
+            body = {"status": "ok" if ok else "unavailable", "state": state, "partitions": {g: sorted(p) for g, p in ctx.built.items()}}
+            return self.json(body, status=200 if ok else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(ctx.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/internal/partials")
+    class PartialsView(View):
+        async def get(self, request: Request) -> Response:
+            window = request.query.get("window", "1h")
+            if window not in WINDOWS:
+                return self.json({"error": "unknown window"}, status=400)
+            now_ms = int(request.query.get("now") or ctx.engine.now(int(time.time() * 1000)))
+            return self.bytes(encode_partials(ctx, window, now_ms), content_type="application/msgpack")

@@ -1,0 +1,633 @@
+"""Independent batch oracle for the `/kpis` snapshot, derived only from SPEC.md sections 1-4.
+
+It recomputes every KPI from a plain list of accepted events, with no streaming, no buckets and no sketches,
+so integration tests can compare the streaming worker against it. Clarity over speed: ~50k events take
+well under a few seconds.
+
+Public functions:
+  compute_kpis(events, window, now, *, sla_seconds, timezone, roster, stages, lead_max_age_seconds)
+  drop_too_late(events_with_partition, rejected=None)   -- SPEC §2 too-late rule, event-clock mode
+  topic_and_key(event), kafka_partition(key, n)         -- routing as a replay would do it (murmur2)
+  event_clock_now(events)                               -- largest occurred_at (KPI_CLOCK=event)
+  parse_ts(text), floor_minute(dt), window_bounds(window, now, tz), load_roster_yaml(path)
+
+Which scopes appear (rule derived from golden/expected.json, windows `all` and `1h`):
+  * `overall` always has every key.
+  * A rep / team appears with EVERY key when it received at least one *windowed contribution* in W, i.e. it
+    is credited with one of: a lead created, a lead responded (first touch), a lead qualified, a lead's first
+    meeting (touches_to_meeting), a call, a deal won or a deal lost, whose occurred_at is in W.
+    (golden 1h: ana has two deals won in W -> full; ben and cal have nothing in W -> not full.)
+  * Otherwise it appears with only the *now* keys (leads_awaiting_response, oldest_wait_seconds,
+    open_deals, open_pipeline_value, pipeline_velocity_per_day) when leads_awaiting_response > 0 or
+    open_deals > 0 (golden 1h: ben has an open deal, cal and team blue an awaiting lead; the
+    `unassigned` rep/team, whose only fact is a lead created at 09:05, is absent).
+  * Otherwise it is absent.
+  Events that feed no per-rep KPI (lead.assigned, a non-first touch, deal.created, deal.stage_changed, a
+  held event of an entity never created) do not make a scope "active" by themselves.
+  `quota_attainment` is added (window == "month" only) to overall and to every full-key scope.
+
+Decisions where the spec leaves room (each one is a choice, flagged so a disagreement is easy to trace):
+  D1  Team of owner-credited KPIs (deals won/lost, revenue, cycle, open deals): the `team` on the deal's first
+      deal.created (the event that names the owner), else the owner's roster team, else `unassigned`; a team on
+      the outcome event is not used. Awaiting leads: the team on the lead.created/lead.assigned that set the
+      owner, else roster; an ownerless lead uses its lead.created's team, else `unassigned`.
+  D2  leads_created without rep_id: rep `unassigned`, team = the lead.created's `team` if any (literal reading).
+  D3  Windows are [start, now], both ends inclusive; `all` has no bounds at all (an occurred_at after now counts).
+  D4  *now* KPIs use the whole accepted state (events after `now` included; only possible in wall-clock mode).
+  D5  Awaiting: now - created <= lead_max_age (inclusive); any touch / disqualification at any time ends it; a
+      qualified but untouched lead still waits.
+  D6  Outcome: events with occurred_at strictly after the first outcome change nothing; a stage change at the same
+      instant (rank 1 < 2) applies; any later outcome is ignored. The defining deal.created always applies, even
+      if it occurred after the outcome (cycle floored at 0). A second deal.created keeps the owner but sets
+      stage/amount like a stage change; a second lead.created may change the owner (spec: "latest ... that
+      carries one") but never counts in leads_created.
+  D7  stage_entries: a deal's first entry into a stage among the applied events; re-entry does not count.
+      stage_conversion is null for the last stage and when entries(stage) == 0.
+  D8  Money (won_revenue, avg_deal_size, open_pipeline_value) is rounded half-even to cents at the end;
+      pipeline_velocity_per_day uses the exact average and is not rounded (golden: 16203.599999999999).
+  D9  talk_seconds_total sums duration_s of connected calls only (0 when none). Calls whose lead never exists still
+      count as calls; lead events of a never-created lead count nothing.
+  D10 quota_attainment: rep = won revenue of deals it owns won in the month / roster monthly_quota, null without a
+      quota (missing or <= 0); team = share of the roster reps whose *roster* team it is and that have a quota,
+      attainment >= 1.0 (reps with no activity count at 0); overall = same over the whole roster; null when no rep
+      qualifies. Not added to now-only scopes.
+  D11 A touch occurring before lead.created is a valid first touch (response floored at 0) and counts in
+      touches_to_meeting when <= the booking. SLA: response <= sla_seconds. Percentile rank = max(1, ceil(q*n)).
+  D12 Too late: strict `<`; W covers accepted events of that (topic, partition) only; the first event of a
+      partition is never too late; a redelivered copy is judged by the same rule before dedup.
+  D13 Timestamps are kept to the microsecond (finer digits truncated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone as _tz
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
+from typing import Any, Callable, Iterable
+from zoneinfo import ZoneInfo
+
+UTC = _tz.utc
+WINDOWS = ("1h", "24h", "today", "month", "all")
+DEFAULT_STAGES = ("prospecting", "qualification", "proposal", "negotiation")
+TOO_LATE = timedelta(hours=25)
+
+# SPEC §1 "Order of events": (occurred_at, lifecycle rank, event_id). Lead and deal types never meet in
+# one ordering, so one table serves both.
+RANK = {
+    "lead.created": 0,
+    "lead.assigned": 1,
+    "lead.touched": 2,
+    "call.logged": 2,  # a call carrying a lead_id is a touch
+    "meeting.booked": 3,
+    "lead.qualified": 4,
+    "lead.disqualified": 5,
+    "deal.created": 0,
+    "deal.stage_changed": 1,
+    "deal.won": 2,
+    "deal.lost": 2,
+}
+LEAD_TYPES = {"lead.created", "lead.assigned", "lead.touched", "meeting.booked", "lead.qualified",
+              "lead.disqualified"}
+DEAL_TYPES = {"deal.created", "deal.stage_changed", "deal.won", "deal.lost"}
+OUTCOMES = {"deal.won", "deal.lost"}
+
+NOW_KEYS = ("leads_awaiting_response", "oldest_wait_seconds", "open_deals", "open_pipeline_value",
+            "pipeline_velocity_per_day")
+
+_US = 1_000_000  # microseconds per second: durations are kept as exact integers of microseconds
+_CENT = Decimal("0.01")
+_TS_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+)
+
+
+# ----------------------------------------------------------------------------------------------- time --
+def parse_ts(text: str) -> datetime:
+    """RFC 3339 -> aware UTC datetime (fractions beyond microseconds are truncated)."""
+    m = _TS_RE.match(text)
+    if not m:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
+    us = int((frac or "0")[:6].ljust(6, "0"))
+    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), us, tzinfo=UTC)
+    if not z:
+        off = timedelta(hours=int(oh), minutes=int(om))
+        dt = dt - off if sign == "+" else dt + off
+    return dt
+
+
+def floor_minute(dt: datetime) -> datetime:
+    return dt.replace(second=0, microsecond=0)
+
+
+def _us(td: timedelta) -> int:
+    return td // timedelta(microseconds=1)
+
+
+def window_bounds(window: str, now: datetime, tz: str = "UTC") -> tuple[datetime | None, datetime | None]:
+    """Inclusive [start, end] of a window (SPEC §2); (None, None) for `all` (no bound at all)."""
+    if window == "1h":
+        return floor_minute(now) - timedelta(minutes=59), now
+    if window == "24h":
+        return floor_minute(now) - timedelta(minutes=1439), now
+    if window in ("today", "month"):
+        zone = ZoneInfo(tz)
+        local = now.astimezone(zone)
+        day = 1 if window == "month" else local.day
+        start = datetime(local.year, local.month, day, tzinfo=zone)
+        return start.astimezone(UTC), now
+    if window == "all":
+        return None, None
+    raise ValueError(f"unknown window {window!r}")
+
+
+def event_clock_now(events: Iterable[dict]) -> datetime:
+    """`now` in event-clock mode: the largest occurred_at among the accepted events."""
+    return max(parse_ts(e["occurred_at"]) for e in events)
+
+
+def drop_too_late(
+    events_with_partition: Iterable[tuple[str, int, dict]],
+    rejected: list[dict] | None = None,
+) -> list[dict]:
+    """SPEC §2 too-late rule in event-clock mode.
+
+    Input: (topic, partition, event) in arrival order. W is the largest occurred_at processed before the
+    event from the same (topic, partition); the event is too late when occurred_at < floor_minute(W) - 25 h.
+    Returns the accepted events in arrival order; too-late ones are appended to `rejected` when given.
+    Duplicates are not removed here (compute_kpis does that).
+    """
+    watermark: dict[tuple[str, int], datetime] = {}
+    accepted = []
+    for topic, partition, event in events_with_partition:
+        ts = parse_ts(event["occurred_at"])
+        w = watermark.get((topic, partition))
+        if w is not None and ts < floor_minute(w) - TOO_LATE:
+            if rejected is not None:
+                rejected.append(event)
+            continue
+        if w is None or ts > w:
+            watermark[(topic, partition)] = ts
+        accepted.append(event)
+    return accepted
+
+
+def topic_and_key(event: dict) -> tuple[str, str]:
+    """SPEC §1 routing: ("leads"|"calls"|"deals", key) -- key = lead_id, else call_id for calls; deal_id."""
+    t = event["type"]
+    if t in DEAL_TYPES:
+        return "deals", event["deal_id"]
+    if t == "call.logged":
+        return "calls", event.get("lead_id") or event["call_id"]
+    return "leads", event["lead_id"]
+
+
+def kafka_partition(key: str, partitions: int) -> int:
+    """The Kafka default partitioner for a keyed record: toPositive(murmur2(key bytes)) % partitions."""
+    data = key.encode("utf-8")
+    length, m = len(data), 0x5BD1E995
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(length // 4):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    extra, idx = length % 4, length & ~3
+    if extra >= 3:
+        h ^= data[idx + 2] << 16
+    if extra >= 2:
+        h ^= data[idx + 1] << 8
+    if extra >= 1:
+        h = ((h ^ data[idx]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+# -------------------------------------------------------------------------------------------- helpers --
+def _money(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise TypeError("amount must be a number or a decimal string")
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest repr is the JSON text that was sent
+    return Decimal(value) if isinstance(value, int) else Decimal(str(value).strip())
+
+
+def _money_out(d: Decimal) -> float:
+    return float(d.quantize(_CENT, rounding=ROUND_HALF_EVEN))
+
+
+def _nearest_rank(sorted_values: list, q: Fraction):
+    n = len(sorted_values)
+    rank = max(1, math.ceil(q * n))  # exact: q is a Fraction, no 0.9*10 rounding surprises
+    return sorted_values[rank - 1]
+
+
+class _Ev:
+    __slots__ = ("e", "ts", "key", "type")
+
+    def __init__(self, e: dict):
+        self.e = e
+        self.type = e["type"]
+        self.ts = parse_ts(e["occurred_at"])
+        self.key = (self.ts, RANK[self.type], e["event_id"])
+
+    def get(self, name, default=None):
+        return self.e.get(name, default)
+
+
+class _Acc:
+    """Everything one scope (overall / a team / a rep) collects for one window."""
+
+    def __init__(self):
+        self.active = False
+        self.leads_created = 0
+        self.responses_us: list[int] = []
+        self.within_sla = 0
+        self.leads_qualified = 0
+        self.meeting_touches: list[int] = []
+        self.calls = 0
+        self.calls_connected = 0
+        self.talk = Decimal(0)
+        self.deals_won = 0
+        self.deals_lost = 0
+        self.won_revenue = Decimal(0)
+        self.cycles_us: list[int] = []
+        # now
+        self.awaiting = 0
+        self.oldest_created: datetime | None = None
+        self.open_deals = 0
+        self.open_value = Decimal(0)
+
+
+# ----------------------------------------------------------------------------------------- the oracle --
+def compute_kpis(
+    events: list[dict],
+    window: str,
+    now: datetime,
+    *,
+    sla_seconds: float = 300,
+    timezone: str = "UTC",
+    roster: dict[str, dict] | None = None,
+    stages: tuple[str, ...] = DEFAULT_STAGES,
+    lead_max_age_seconds: float = 7 * 86400,
+) -> dict:
+    """The `/kpis?window=<window>` document for valid, accepted `events` given in arrival order."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    roster = roster or {}
+    stages = tuple(stages)
+    w_start, w_end = window_bounds(window, now, timezone)
+
+    def in_w(ts: datetime) -> bool:
+        return (w_start is None or ts >= w_start) and (w_end is None or ts <= w_end)
+
+    def team_of(ev: _Ev | None, rep: str) -> str:
+        # SPEC §1/§3: the team on the crediting event, else the rep's roster team, else `unassigned`.
+        if ev is not None and ev.get("team"):
+            return ev.get("team")
+        return (roster.get(rep) or {}).get("team") or "unassigned"
+
+    # 1. dedup by event_id: first arrival wins.
+    seen: set[str] = set()
+    evs: list[_Ev] = []
+    for e in events:
+        if e["event_id"] in seen:
+            continue
+        seen.add(e["event_id"])
+        evs.append(_Ev(e))
+
+    leads: dict[str, list[_Ev]] = defaultdict(list)
+    deals: dict[str, list[_Ev]] = defaultdict(list)
+    calls: list[_Ev] = []
+    for ev in evs:
+        if ev.type in LEAD_TYPES:
+            leads[ev.get("lead_id")].append(ev)
+        elif ev.type == "call.logged":
+            calls.append(ev)
+            if ev.get("lead_id") is not None:
+                leads[ev.get("lead_id")].append(ev)
+        elif ev.type in DEAL_TYPES:
+            deals[ev.get("deal_id")].append(ev)
+
+    overall = _Acc()
+    reps: dict[str, _Acc] = defaultdict(_Acc)
+    teams: dict[str, _Acc] = defaultdict(_Acc)
+
+    def credit(ts: datetime | None, rep: str, team: str, fn: Callable[[_Acc], None]) -> None:
+        """Apply fn to overall, team and rep; ts=None marks a *now* fact (no window, no activity)."""
+        if ts is not None and not in_w(ts):
+            return
+        for acc in (overall, teams[team], reps[rep]):
+            fn(acc)
+            if ts is not None:
+                acc.active = True
+
+    # 2. calls (with or without a lead): the call's rep.
+    for c in calls:
+        connected = c.get("outcome") == "connected"
+        dur = _money(c.get("duration_s", 0)) if connected else Decimal(0)
+
+        def f(a: _Acc, connected=connected, dur=dur):
+            a.calls += 1
+            if connected:
+                a.calls_connected += 1
+                a.talk += dur
+
+        credit(c.ts, c.get("rep_id"), team_of(c, c.get("rep_id")), f)
+
+    # 3. leads. A lead exists once it has a lead.created; held events of a never-created lead count nothing.
+    max_age = timedelta(seconds=lead_max_age_seconds)
+    sla_us = Fraction(sla_seconds) * _US
+    for lead_events in leads.values():
+        lead_events.sort(key=lambda x: x.key)
+        created = [x for x in lead_events if x.type == "lead.created"]
+        if not created:
+            continue
+        first_created = created[0]
+        owner_ev = None
+        for x in lead_events:
+            if x.type in ("lead.created", "lead.assigned") and x.get("rep_id"):
+                owner_ev = x  # latest one carrying a rep_id wins
+        touches = [x for x in lead_events if x.type in ("lead.touched", "call.logged")]
+        meetings = [x for x in lead_events if x.type == "meeting.booked"]
+        qualified = [x for x in lead_events if x.type == "lead.qualified"]
+        disqualified = any(x.type == "lead.disqualified" for x in lead_events)
+
+        rep = first_created.get("rep_id") or "unassigned"
+        credit(first_created.ts, rep, team_of(first_created, rep),
+               lambda a: setattr(a, "leads_created", a.leads_created + 1))
+
+        if touches:
+            t = touches[0]
+            resp = max(0, _us(t.ts - first_created.ts))
+
+            def f(a: _Acc, resp=resp):
+                a.responses_us.append(resp)
+                a.within_sla += resp <= sla_us
+
+            credit(t.ts, t.get("rep_id"), team_of(t, t.get("rep_id")), f)
+
+        if qualified:
+            q = qualified[0]
+            credit(q.ts, q.get("rep_id"), team_of(q, q.get("rep_id")),
+                   lambda a: setattr(a, "leads_qualified", a.leads_qualified + 1))
+
+        if meetings:
+            m = meetings[0]
+            n_touches = sum(1 for x in touches if x.ts <= m.ts)
+            credit(m.ts, m.get("rep_id"), team_of(m, m.get("rep_id")),
+                   lambda a, n=n_touches: a.meeting_touches.append(n))
+
+        if not touches and not disqualified and now - first_created.ts <= max_age:
+            owner = owner_ev.get("rep_id") if owner_ev else "unassigned"
+            crediting = owner_ev if owner_ev else first_created
+
+            def f(a: _Acc, ts=first_created.ts):
+                a.awaiting += 1
+                if a.oldest_created is None or ts < a.oldest_created:
+                    a.oldest_created = ts
+
+            credit(None, owner, team_of(crediting, owner), f)
+
+    # 4. deals.
+    stage_entries = {s: 0 for s in stages}
+    stage_open = {s: [0, Decimal(0)] for s in stages}
+    for deal_events in deals.values():
+        deal_events.sort(key=lambda x: x.key)
+        created_list = [x for x in deal_events if x.type == "deal.created"]
+        if not created_list:
+            continue  # held forever: nothing counts
+        created = created_list[0]
+        owner = created.get("rep_id")
+        owner_team = team_of(created, owner)
+        stage = amount = outcome = None
+        final_amount = None
+        entries: dict[str, datetime] = {}
+        for x in deal_events:
+            if outcome is not None and x is not created:
+                if x.type in OUTCOMES or x.ts > outcome.ts:
+                    continue  # second outcome / anything after the outcome changes nothing
+            if x.type == "deal.created":
+                stage = x.get("stage")
+                if x.get("amount") is not None:
+                    amount = _money(x.get("amount"))
+                entries.setdefault(stage, x.ts)
+            elif x.type == "deal.stage_changed":
+                stage = x.get("to_stage")
+                if x.get("amount") is not None:
+                    amount = _money(x.get("amount"))
+                entries.setdefault(stage, x.ts)
+            else:
+                outcome = x
+                if x.type == "deal.won":
+                    final_amount = _money(x.get("amount")) if x.get("amount") is not None else amount
+        for s, ts in entries.items():
+            if s in stage_entries and in_w(ts):
+                stage_entries[s] += 1
+        if outcome is None:
+            amt = amount if amount is not None else Decimal(0)
+
+            def f(a: _Acc, amt=amt):
+                a.open_deals += 1
+                a.open_value += amt
+
+            credit(None, owner, owner_team, f)
+            if stage in stage_open:
+                stage_open[stage][0] += 1
+                stage_open[stage][1] += amt
+        elif outcome.type == "deal.won":
+            fa = final_amount if final_amount is not None else Decimal(0)
+            cycle = max(0, _us(outcome.ts - created.ts))
+
+            def f(a: _Acc, fa=fa, cycle=cycle):
+                a.deals_won += 1
+                a.won_revenue += fa
+                a.cycles_us.append(cycle)
+
+            credit(outcome.ts, owner, owner_team, f)
+        else:
+            credit(outcome.ts, owner, owner_team, lambda a: setattr(a, "deals_lost", a.deals_lost + 1))
+
+    # 5. render.
+    def render(a: _Acc, full: bool) -> dict:
+        won_lost = a.deals_won + a.deals_lost
+        avg = Fraction(a.won_revenue) / a.deals_won if a.deals_won else None
+        win_rate = Fraction(a.deals_won, won_lost) if won_lost else None
+        cycle = Fraction(sum(a.cycles_us), len(a.cycles_us) * 86400 * _US) if a.cycles_us else None
+        if avg is None or win_rate is None or cycle is None or cycle == 0:
+            velocity = None
+        else:
+            velocity = float(a.open_deals * avg * win_rate / cycle)
+        out: dict[str, Any] = {
+            "leads_awaiting_response": a.awaiting,
+            "oldest_wait_seconds": (
+                _us(now - a.oldest_created) / _US if a.oldest_created is not None else None),
+            "open_deals": a.open_deals,
+            "open_pipeline_value": _money_out(a.open_value),
+            "pipeline_velocity_per_day": velocity,
+        }
+        if not full:
+            return out
+        n_resp = len(a.responses_us)
+        resp_sorted = sorted(a.responses_us)
+        out.update({
+            "leads_created": a.leads_created,
+            "leads_responded": n_resp,
+            "lead_response_seconds_mean": float(Fraction(sum(resp_sorted), n_resp * _US)) if n_resp else None,
+            "lead_response_seconds_p50": _nearest_rank(resp_sorted, Fraction(1, 2)) / _US if n_resp else None,
+            "lead_response_seconds_p90": _nearest_rank(resp_sorted, Fraction(9, 10)) / _US if n_resp else None,
+            "lead_response_within_sla_ratio": a.within_sla / n_resp if n_resp else None,
+            "leads_qualified": a.leads_qualified,
+            "lead_to_opportunity_ratio": a.leads_qualified / a.leads_created if a.leads_created else None,
+            "touches_to_meeting_mean": (
+                sum(a.meeting_touches) / len(a.meeting_touches) if a.meeting_touches else None),
+            "calls": a.calls,
+            "calls_connected": a.calls_connected,
+            "connect_rate": a.calls_connected / a.calls if a.calls else None,
+            "talk_seconds_total": float(a.talk) if a.calls_connected else 0,
+            "deals_won": a.deals_won,
+            "deals_lost": a.deals_lost,
+            "win_rate": float(win_rate) if win_rate is not None else None,
+            "won_revenue": _money_out(a.won_revenue),
+            "avg_deal_size": _money_out(a.won_revenue / a.deals_won) if a.deals_won else None,
+            "sales_cycle_days_mean": float(cycle) if cycle is not None else None,
+        })
+        return out
+
+    # quota_attainment (month): rep = won revenue in the month / its roster monthly_quota;
+    # team/overall = share of the roster's reps (of that roster team / all) with a quota whose attainment >= 1.
+    def quota_of(rep: str) -> Decimal | None:
+        q = (roster.get(rep) or {}).get("monthly_quota")
+        if q is None:
+            return None
+        q = _money(q)
+        return q if q > 0 else None
+
+    def rep_attainment(rep: str) -> float | None:
+        q = quota_of(rep)
+        if q is None:
+            return None
+        won = reps[rep].won_revenue if rep in reps else Decimal(0)
+        return float(won / q)
+
+    def share(rep_ids: list[str]) -> float | None:
+        with_quota = [r for r in rep_ids if quota_of(r) is not None]
+        if not with_quota:
+            return None
+        return sum(1 for r in with_quota if rep_attainment(r) >= 1.0) / len(with_quota)
+
+    def scopes(accs: dict[str, _Acc], quota: Callable[[str], float | None]) -> dict:
+        out = {}
+        for name in sorted(accs):
+            a = accs[name]
+            if a.active:
+                out[name] = render(a, True)
+                if window == "month":
+                    out[name]["quota_attainment"] = quota(name)
+            elif a.awaiting > 0 or a.open_deals > 0:
+                out[name] = render(a, False)
+        return out
+
+    overall_out = render(overall, True)
+    if window == "month":
+        overall_out["quota_attainment"] = share(list(roster))
+    stages_out = {}
+    for i, s in enumerate(stages):
+        nxt = stages[i + 1] if i + 1 < len(stages) else None
+        conv = (stage_entries[nxt] / stage_entries[s]) if nxt is not None and stage_entries[s] else None
+        stages_out[s] = {
+            "open_deals": stage_open[s][0],
+            "open_pipeline_value": _money_out(stage_open[s][1]),
+            "stage_entries": stage_entries[s],
+            "stage_conversion": conv,
+        }
+    return {
+        "as_of": now.isoformat(),
+        "window": window,
+        "overall": overall_out,
+        "teams": scopes(teams, lambda t: share([r for r, v in roster.items() if (v or {}).get("team") == t])),
+        "reps": scopes(reps, rep_attainment),
+        "stages": stages_out,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- CLI --
+def load_roster_yaml(path: str) -> dict[str, dict]:
+    """Roster YAML (SPEC §4: `reps: [{rep_id, team, monthly_quota, ...}]`) -> {rep_id: {team, monthly_quota}}."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh) or {}
+    reps = doc.get("reps", doc) if isinstance(doc, dict) else doc
+    if isinstance(reps, dict):
+        return {str(k): dict(v or {}) for k, v in reps.items()}
+    return {str(r["rep_id"]): {k: v for k, v in r.items() if k != "rep_id"} for r in reps}
+
+
+def _looks_valid(e: Any) -> bool:
+    """Minimal guard for the CLI only (compute_kpis trusts its input): JSON object, known type, amount >= 0."""
+    if not isinstance(e, dict) or e.get("type") not in RANK or not e.get("event_id"):
+        return False
+    try:
+        parse_ts(e["occurred_at"])
+        if "amount" in e and e["amount"] is not None and _money(e["amount"]) < 0:
+            return False
+    except Exception:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.oracle.batch_kpis", description=__doc__.splitlines()[0])
+    p.add_argument("file", help="JSON Lines, one event a line, arrival order")
+    p.add_argument("--window", choices=WINDOWS, default="all")
+    p.add_argument("--now", help="RFC 3339; default: event clock (largest occurred_at)")
+    p.add_argument("--timezone", default="UTC")
+    p.add_argument("--sla-seconds", type=float, default=300)
+    p.add_argument("--roster", help="roster YAML")
+    p.add_argument("--partitions", type=int, metavar="N",
+                   help="apply the too-late rule as if replayed to topics of N partitions (Kafka default "
+                        "partitioner); default: no too-late filtering")
+    args = p.parse_args(argv)
+    events = []
+    with open(args.file, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+            except ValueError:
+                e = None
+            if not _looks_valid(e):
+                print(f"skipping line {n}: not a valid event", file=sys.stderr)
+                continue
+            events.append(e)
+    if args.partitions:
+        placed = []
+        for e in events:
+            topic, key = topic_and_key(e)
+            placed.append((topic, kafka_partition(key, args.partitions), e))
+        rejected: list[dict] = []
+        events = drop_too_late(placed, rejected)
+        for e in rejected:
+            print(f"too late: {e['event_id']}", file=sys.stderr)
+    now = parse_ts(args.now) if args.now else event_clock_now(events)
+    roster = load_roster_yaml(args.roster) if args.roster else None
+    doc = compute_kpis(events, args.window, now, sla_seconds=args.sla_seconds, timezone=args.timezone,
+                       roster=roster)
+    json.dump(doc, sys.stdout, indent=1, sort_keys=True)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
