@@ -130,6 +130,7 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
         value_type=bytes,
     )
     ctx.tables[group] = table
+    entities = BytesKeyTable(table)
     ctx.built[group] = set()
     source_topics = set(topic_names)
 
@@ -158,7 +159,7 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
             wall_ms = int(time.time() * 1000)
             try:
                 parsed = ctx.validator.validate(raw, suffix, wall_ms=wall_ms)
-                if ctx.engine.apply(table, suffix, message.partition, parsed, wall_ms):
+                if ctx.engine.apply(entities, suffix, message.partition, parsed, wall_ms):
                     ctx.stats.applied(suffix, parsed.type, epoch_ms(parsed.occurred_at))
                 else:
                     ctx.stats.duplicate(suffix)
@@ -181,6 +182,25 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
 
     process.__name__ = f"{group}_agent"
     app.agent(topic, name=f"{group}_agent")(process)
+
+
+class BytesKeyTable:
+    """The entity table with keys always as bytes.
+
+    Faust's memory store keeps keys as given while changelog recovery restores them as bytes; mixing
+    str and bytes would make a redelivered event miss its entity after a restart and count twice.
+    """
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> bytes | None:
+        return self.table.get(key.encode())
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.table[key.encode()] = value
 
 
 def _table_items(table: Any):

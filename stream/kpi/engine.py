@@ -1,7 +1,7 @@
 """Applies validated events to entity state and keeps the aggregates of the partitions a worker owns.
 
-The engine is pure: the entity table is any ``MutableMapping[str, bytes]`` (a Faust table in the worker,
-a dict in tests). Partitions are identified by (group, partition) where group is ``leads`` (the leads
+The engine is pure: the entity table is anything with ``get(key)`` and ``table[key] = value`` for str keys
+and bytes values (a Faust table behind an adapter in the worker, a dict in tests). Partitions are identified by (group, partition) where group is ``leads`` (the leads
 and calls topics, co-partitioned by lead_id) or ``deals``.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
+from typing import Protocol
 from dataclasses import dataclass
 
 import msgspec
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals"}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Entity).decode
+
+
+class EntityTable(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+    def __setitem__(self, key: str, value: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ class KpiEngine:
     # --- applying events --------------------------------------------------------------------------
     def apply(
         self,
-        table: MutableMapping[str, bytes],
+        table: EntityTable,
         topic_suffix: str,
         partition: int,
         event: Event,

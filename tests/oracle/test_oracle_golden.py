@@ -24,25 +24,12 @@ from tests.oracle.batch_kpis import (
     topic_and_key,
     window_bounds,
 )
+from tests.oracle.compare import assert_same
 from tests.oracle.messy_log import DEFAULT_ROSTER, TOO_LATE_MARK, make_messy_log, roster_yaml
 
 UTC = timezone.utc
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(os.environ.get("KPI_SHARED_DIR", REPO_ROOT.parent / "shared")) / "golden"
-
-
-def assert_same(actual, expected, path="$"):
-    """Keys and nulls exact, strings exact, numbers with rel=1e-9."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), path
-        assert sorted(actual) == sorted(expected), f"{path}: keys {sorted(actual)} != {sorted(expected)}"
-        for k in expected:
-            assert_same(actual[k], expected[k], f"{path}.{k}")
-    elif expected is None or isinstance(expected, (str, bool)):
-        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
-    else:
-        assert actual is not None and not isinstance(actual, (str, bool)), f"{path}: {actual!r} != {expected!r}"
-        assert actual == pytest.approx(expected, rel=1e-9), f"{path}: {actual!r} != {expected!r}"
 
 
 # ------------------------------------------------------------------------------------------------ golden --

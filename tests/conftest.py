@@ -1,0 +1,241 @@
+"""Shared fixtures: the real local stack, per-test topic prefixes and app ids, worker processes.
+
+Integration tests never share topics, tables or Redis keys with a running demo: each gets its own
+KPI_APP_ID and KPI_TOPIC_PREFIX.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("KPI_SHARED_DIR", REPO_ROOT.parent / "shared"))
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+PARTITIONS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(url: str, timeout: float = 10.0) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def http_text(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"{SHARED_DIR} is absent (a user's clone has no ../shared); set KPI_SHARED_DIR to run this")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The real local Kafka + Redis, started when not running (idempotent)."""
+    from stream import stack as local_stack
+    from stream.config import load_settings
+
+    local_stack.up(load_settings(), echo=lambda *a, **k: None)
+    return BOOTSTRAP
+
+
+class Deployment:
+    """A test's own app id and topics, and the workers it runs."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.app_id = f"test-{tag}"
+        self.prefix = f"test-{tag}."
+        self.tmp = tmp_path
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+            "KPI_APP_ID": self.app_id,
+            "KPI_TOPIC_PREFIX": self.prefix,
+            "KPI_PARTITIONS": str(PARTITIONS),
+            "KPI_STORE": "memory://",
+            "KPI_DATA_DIR": str(tmp_path / "data"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.workers: list[WorkerProcess] = []
+        asyncio.run(_ensure_topics(self.prefix))
+
+    def start_worker(self, wait: bool = True, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(self, free_port(), {**self.env, **env})
+        self.workers.append(worker)
+        if wait:
+            worker.wait_healthy()
+        return worker
+
+    def produce(self, messages: list[tuple[str, str | None, bytes]]) -> None:
+        """Produce (topic suffix, key, value) in order, acks=all."""
+        asyncio.run(_produce(self.prefix, messages))
+
+    def consume_deadletters(self, expected: int, timeout: float = 30.0) -> list[dict]:
+        return asyncio.run(_consume(self.prefix + "deadletter", expected, timeout))
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+
+
+class WorkerProcess:
+    def __init__(self, deployment: Deployment, port: int, env: dict[str, str]) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = deployment.tmp / f"worker-{port}.log"
+        env = {**env, "KPI_WEB_PORT": str(port)}
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
+            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def health(self) -> tuple[int, dict]:
+        return http_json(f"{self.url}/healthz", timeout=3)
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        def healthy():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return self.health()[0] == 200
+
+        try:
+            wait_for(healthy, timeout, what=f"worker {self.url} healthy")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- worker log ---\n{self.log_tail()}") from None
+
+    def kpis(self, window: str = "all") -> dict:
+        status, doc = http_json(f"{self.url}/kpis?window={window}", timeout=20)
+        assert status == 200, doc
+        return doc
+
+    def metrics(self) -> str:
+        return http_text(f"{self.url}/metrics")
+
+    def counter(self, name: str) -> float:
+        """Sum of all samples of a metric family on this worker."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def terminate(self, timeout: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def deployment(stack, tmp_path):
+    dep = Deployment(tmp_path)
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture
+def make_deployment(stack, tmp_path):
+    made: list[Deployment] = []
+
+    def make(**env: str) -> Deployment:
+        dep = Deployment(tmp_path / f"d{len(made)}", **env)
+        made.append(dep)
+        return dep
+
+    yield make
+    for dep in made:
+        dep.stop()
+
+
+async def _ensure_topics(prefix: str) -> None:
+    from stream.stack import ensure_topics
+
+    await ensure_topics(BOOTSTRAP, prefix, PARTITIONS)
+
+
+async def _produce(prefix: str, messages) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True, max_request_size=2 * 1024 * 1024)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(prefix + suffix, value, key=None if key is None else key.encode())
+            for suffix, key, value in messages
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _consume(topic: str, expected: int, timeout: float) -> list[dict]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                records.extend(json.loads(m.value) for m in messages)
+    finally:
+        await consumer.stop()
+    return records
