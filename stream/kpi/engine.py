@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 from dataclasses import dataclass
 
@@ -17,7 +17,7 @@ import msgspec
 
 from stream.events import CallLogged, Event, InvalidEvent, TOPIC_OF_TYPE
 from stream.kpi.aggregates import Agg
-from stream.kpi.facts import Entity, add_fact, deal_contributions, fact_from_event, lead_contributions
+from stream.kpi.facts import Contribution, Entity, add_fact, deal_contributions, fact_from_event, lead_contributions
 from stream.kpi.store import PartitionAggregates, ScopeKey
 from stream.kpi.windows import DayCalendar, minute_of
 
@@ -70,11 +70,18 @@ class PartitionState:
         return max(self.watermarks.values(), default=None)
 
 
+# Called with (group, partition, entity key, retracted contributions, added contributions) whenever an
+# entity's contributions change, including when a partition is rebuilt (everything "added") or dropped
+# (everything "retracted"). The alert engine follows waiting leads this way.
+ChangeListener = Callable[[str, int, str, list[Contribution], list[Contribution]], None]
+
+
 class KpiEngine:
     def __init__(self, config: EngineConfig = EngineConfig()) -> None:
         self.config = config
         self.calendar = DayCalendar(config.timezone)
         self.partitions: dict[tuple[str, int], PartitionState] = {}
+        self.listeners: list[ChangeListener] = []
         self._too_late_ms = round(config.too_late_seconds * 1000)
 
     # --- partition lifecycle ----------------------------------------------------------------------
@@ -101,14 +108,19 @@ class KpiEngine:
                 topic = TOPIC_OF_TYPE[fact.kind]
                 if fact.ts > state.watermarks.get(topic, -(2**62)):
                     state.watermarks[topic] = fact.ts
-            state.aggregates.apply(contributions_of(key, entity), +1)
+            added = contributions_of(key, entity)
+            state.aggregates.apply(added, +1)
+            for listener in self.listeners:
+                listener(group, entity.partition, key, [], added)
         for p in wanted:
             self.expire_partition(self.partitions[(group, p)], wall_ms)
         return count
 
     def drop(self, group: str, partitions: Iterable[int]) -> None:
         for p in partitions:
-            self.partitions.pop((group, p), None)
+            if self.partitions.pop((group, p), None) is not None:
+                for listener in self.listeners:
+                    listener(group, p, "", [], [])  # empty key: the whole partition is gone
 
     # --- applying events --------------------------------------------------------------------------
     def apply(
@@ -141,23 +153,27 @@ class KpiEngine:
         if not add_fact(entity, fact):
             return False
         new = contributions_of(key, entity)
-        self._apply_diff(state.aggregates, old, new)
+        removed, added = self._apply_diff(state.aggregates, old, new)
+        if removed or added:
+            for listener in self.listeners:
+                listener(group, partition, key, removed, added)
         table[key] = _encode(entity)
         if fact.ts > state.watermarks.get(topic_suffix, -(2**62)):
             state.watermarks[topic_suffix] = fact.ts
         return True
 
     @staticmethod
-    def _apply_diff(aggregates: PartitionAggregates, old: list, new: list) -> None:
+    def _apply_diff(aggregates: PartitionAggregates, old: list, new: list) -> tuple[list, list]:
         if old == new:
-            return
+            return [], []
         before, after = Counter(old), Counter(new)
-        removed = before - after
-        added = after - before
+        removed = list((before - after).elements())
+        added = list((after - before).elements())
         if removed:
-            aggregates.apply(removed.elements(), -1)
+            aggregates.apply(removed, -1)
         if added:
-            aggregates.apply(added.elements(), +1)
+            aggregates.apply(added, +1)
+        return removed, added
 
     # --- clock and reading ------------------------------------------------------------------------
     def watermark(self) -> int | None:

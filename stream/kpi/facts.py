@@ -27,6 +27,7 @@ from stream.events import (
     DealStageChanged,
     DealWon,
     Event,
+    LeadCreated,
     LIFECYCLE_RANK,
     epoch_ms,
 )
@@ -48,6 +49,7 @@ class Fact(msgspec.Struct, array_like=True, frozen=True, order=True):
     amount: str | None = None  # exact decimal text
     connected: bool = False
     talk_ms: int = 0
+    source: str | None = None  # lead.created's source, for alert messages
 
 
 class Entity(msgspec.Struct, array_like=True):
@@ -73,6 +75,7 @@ def fact_from_event(event: Event) -> Fact:
     elif isinstance(event, CallLogged):
         connected = event.outcome == "connected"
         talk_ms = round(event.duration_s * 1000) if connected else 0
+    source = event.source if isinstance(event, LeadCreated) else None
     return Fact(
         ts=epoch_ms(event.occurred_at),
         rank=LIFECYCLE_RANK[kind],
@@ -84,6 +87,7 @@ def fact_from_event(event: Event) -> Fact:
         amount=amount,
         connected=connected,
         talk_ms=talk_ms,
+        source=source,
     )
 
 
@@ -145,7 +149,7 @@ def lead_contributions(facts: list[Fact]) -> list[Contribution]:
     elif not disqualified:
         rep = owner.rep if owner is not None else None
         team = owner.team if owner is not None else created.team
-        out.append(Contribution("awaiting", created.ts, rep or UNASSIGNED, team, created.ts))
+        out.append(Contribution("awaiting", created.ts, rep or UNASSIGNED, team, created.source))
     if first_qualified is not None:
         out.append(Contribution("qualified", first_qualified.ts, first_qualified.rep or UNASSIGNED, first_qualified.team, 1))
     if first_meeting is not None:

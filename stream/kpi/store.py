@@ -42,9 +42,9 @@ class PartitionAggregates:
                 if waiting is None:
                     waiting = self.awaiting[key] = SortedList()
                 if sign > 0:
-                    waiting.add(value)
+                    waiting.add(ts)
                 else:
-                    waiting.remove(value)
+                    waiting.remove(ts)
                 continue
             if kind == "open":
                 stage, amount = value  # type: ignore[misc]
