@@ -110,6 +110,9 @@ class Settings(BaseModel):
         return self.redis_url.get_secret_value()
 
 
+_SECRET_FIELDS = {name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
+
+
 def _file_values(path: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -141,5 +144,6 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
-        shown = "" if "secret" in name.lower() or "url" in name.lower() else f" (got {err.get('input')!r})"
+        secret = name.lower() in _SECRET_FIELDS or any(w in name.lower() for w in ("secret", "token", "url", "password"))
+        shown = "" if secret else f" (got {err.get('input')!r})"
         raise ConfigError(f"{name}: {err['msg']}{shown}") from None

@@ -89,7 +89,7 @@ class CallLogged(Event, tag="call.logged"):
     rep_id: RepId
     direction: Literal["outbound", "inbound"]
     outcome: Literal["connected", "no_answer", "voicemail", "busy", "failed"]
-    duration_s: Annotated[float, msgspec.Meta(ge=0)]
+    duration_s: Annotated[float, msgspec.Meta(ge=0, le=86_400)]  # a "call" longer than a day is a data error
     lead_id: Id | None = None
 
 
@@ -243,6 +243,8 @@ class EventValidator:
             raise InvalidEvent("not_json", f"not valid JSON: {exc}") from None
         except RecursionError:
             raise InvalidEvent("not_json", "JSON nested too deeply") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent("not_json", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
         self._check(event, topic_suffix, wall_ms)
         return event
 
@@ -259,7 +261,7 @@ class EventValidator:
         amount = getattr(event, "amount", None)
         if amount is not None:
             if not amount.is_finite() or amount.adjusted() > 15:
-                raise InvalidEvent("invalid_amount", f"`amount` must be a finite number below 10^15, got {amount}")
+                raise InvalidEvent("invalid_amount", f"`amount` must be a finite number below 10^16, got {amount}")
             if amount < 0:
                 raise InvalidEvent("negative_amount", f"`amount` must be >= 0, got {amount}")
         currency = getattr(event, "currency", None)

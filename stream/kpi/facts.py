@@ -172,7 +172,7 @@ def deal_contributions(facts: list[Fact]) -> list[Contribution]:
     out: list[Contribution] = []
     for f in facts:
         if outcome is not None and f > outcome:
-            break  # events after the outcome change nothing (a second outcome included)
+            break  # events after the outcome change nothing: a second outcome, even a late deal.created's amount
         if f.stage is not None:
             stage = f.stage
             entered.setdefault(f.stage, f.ts)

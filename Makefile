@@ -1,0 +1,38 @@
+# kpi-monitor: the two commands of the README, and a few helpers.
+#   make demo   install what is missing, start Kafka + Redis + worker + simulator, print where to look
+#   make test   install what is missing, start what the tests need, run the whole suite
+#   make stop   stop the demo (worker, simulator) and the local stack
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KPI := $(VENV)/bin/kpi-monitor
+PYTEST_ARGS ?=
+
+.PHONY: demo test stop install status clean
+
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	@bash deploy/demo.sh up
+
+stop:
+	@bash deploy/demo.sh down
+
+status: install
+	@$(KPI) stack status || true
+	@bash deploy/demo.sh status
+
+test: install
+	$(KPI) stack up
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean: stop
+	rm -rf $(VENV) .stack
