@@ -10,6 +10,9 @@ mkdir -p "$RUN"
 PORT=${KPI_WEB_PORT:-6066}
 RATE=${DEMO_RATE:-25}
 SPEEDUP=${DEMO_SPEEDUP:-10}
+# The simulated clock runs SPEEDUP x faster than the wall, so it starts DURATION x (SPEEDUP - 1) in the past
+# and reaches "now" when the run ends; without an end it would run into the future (dead-lettered `future`).
+DURATION=${DEMO_DURATION:-2h}
 
 running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
@@ -47,10 +50,11 @@ case "${1:-up}" in
     "$KPI" stack up
     start worker env KPI_WEB_PORT="$PORT" "$KPI" worker
     wait_healthy
-    start simulator "$KPI" simulate --rate "$RATE" --speedup "$SPEEDUP" --bad-ratio 0.01
+    start simulator "$KPI" simulate --rate "$RATE" --speedup "$SPEEDUP" --duration "$DURATION" --bad-ratio 0.01
     cat <<MSG
 
-kpi-monitor is running with live simulated data (simulated clock ${SPEEDUP}x faster than the wall, ~${RATE} events/s).
+kpi-monitor is running with live simulated data: ~${RATE} events/s for ${DURATION}, the simulated clock
+${SPEEDUP}x faster than the wall and arriving at "now" when the run ends (1% malformed, to show dead letters).
   KPIs (table):        $KPI kpis --window today        (or --json)
   KPIs (JSON):         http://127.0.0.1:$PORT/kpis?window=1h   (1h, 24h, today, month, all)
   Prometheus metrics:  http://127.0.0.1:$PORT/metrics
