@@ -50,6 +50,7 @@ case "${1:-up}" in
     "$KPI" stack up
     start worker env KPI_WEB_PORT="$PORT" "$KPI" worker
     wait_healthy
+    "$VENV/bin/python" -m stream.promstack up --worker "127.0.0.1:$PORT"
     start simulator "$KPI" simulate --rate "$RATE" --speedup "$SPEEDUP" --duration "$DURATION" --bad-ratio 0.01
     cat <<MSG
 
@@ -59,6 +60,10 @@ ${SPEEDUP}x faster than the wall and arriving at "now" when the run ends (1% mal
   KPIs (JSON):         http://127.0.0.1:$PORT/kpis?window=1h   (1h, 24h, today, month, all)
   Prometheus metrics:  http://127.0.0.1:$PORT/metrics
   Health:              http://127.0.0.1:$PORT/healthz
+  Prometheus:          http://127.0.0.1:9090  (scrapes the worker every 15 s; ops alert rules loaded)
+  Alertmanager:        http://127.0.0.1:9093
+  Grafana:             point a Grafana at Prometheus and load grafana/provisioning + grafana/dashboards (docs/grafana.md);
+                       docs/wall.png shows the wall dashboard
   Logs:                $RUN/worker.log  $RUN/simulator.log
   Stop everything:     make stop
 MSG
@@ -66,6 +71,7 @@ MSG
   down)
     stop simulator
     stop worker
+    "$VENV/bin/python" -m stream.promstack down || true
     if [[ -x "$KPI" ]]; then "$KPI" stack down; fi
     ;;
   status)

@@ -49,6 +49,7 @@ class WorkerContext:
     deadletter_topic: Any = None
     broker_ok: bool = False
     broker_checked: float = 0.0
+    scrape: Any = None  # stream.metrics.ScrapeState: what /metrics refreshes before rendering (set by register_metrics)
 
 
 def create_app(settings: Settings) -> WorkerContext:

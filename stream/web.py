@@ -137,6 +137,11 @@ def register_views(ctx: WorkerContext) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
+            # The collectors are synchronous; what needs I/O (the global KPI snapshots on the leader, the
+            # partitions' end offsets) is fetched here first and cached for them (stream.metrics).
+            from stream.metrics import refresh_before_scrape
+
+            await refresh_before_scrape(ctx)
             return self.bytes(generate_latest(ctx.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/internal/partials")

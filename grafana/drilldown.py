@@ -1,0 +1,131 @@
+"""Team and rep drilldown: every KPI of SPEC §3 over the last hour, 24 hours and today, for the `team`
+and `rep` picked at the top; calls and connect rate over time; the lead funnel; the floor's deal stages.
+
+The `rep` list is every rep with KPI series, whatever the team: a rep's numbers may be credited under
+several teams (the team on each event), so rep series carry no team label (docs/metrics.md).
+Deal stages are floor-wide: SPEC defines stage entries and conversion overall only.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.models import dashboard as dashboard_models
+
+from grafana.common import (
+    BLUE, GREEN, Flow, Re, bargauge_panel, fixed, kpi, new_dashboard, now, query_variable, row, series,
+    stat_panel, timeseries_panel, trend,
+)
+from stream.kpi_metrics import CURRENT, QUOTA, WINDOWED, KpiMetric
+
+UID = "kpi-drilldown"
+TITLE = "Team and rep drilldown"
+DRILL_WINDOWS = ("1h", "24h", "today")
+
+TITLES = {
+    "kpi_leads_created": "Leads created",
+    "kpi_leads_responded": "Leads responded",
+    "kpi_lead_response_mean_seconds": "Response time, mean",
+    "kpi_lead_response_p50_seconds": "Response time, median",
+    "kpi_lead_response_p90_seconds": "Response time, p90",
+    "kpi_lead_response_within_sla_ratio": "Responses within SLA",
+    "kpi_leads_qualified": "Leads qualified",
+    "kpi_lead_to_opportunity_ratio": "Lead to opportunity",
+    "kpi_touches_to_meeting_mean": "Touches to meeting",
+    "kpi_calls": "Calls",
+    "kpi_calls_connected": "Calls connected",
+    "kpi_call_connect_ratio": "Connect rate",
+    "kpi_talk_time_seconds": "Talk time",
+    "kpi_deals_won": "Deals won",
+    "kpi_deals_lost": "Deals lost",
+    "kpi_win_ratio": "Win rate",
+    "kpi_won_revenue": "Won revenue",
+    "kpi_deal_size_mean": "Average deal size",
+    "kpi_sales_cycle_mean_seconds": "Sales cycle, mean",
+    "kpi_pipeline_velocity_per_day": "Pipeline velocity per day",
+    "kpi_leads_awaiting_response": "Leads waiting now",
+    "kpi_oldest_wait_seconds": "Oldest wait now",
+    "kpi_open_deals": "Open deals now",
+    "kpi_open_pipeline_value": "Open pipeline now",
+    "kpi_quota_attainment_ratio": "Quota attainment (month)",
+}
+
+
+def unit_of(spec: KpiMetric, currency: str) -> str:
+    if spec.money:
+        return f"currency{currency}"
+    if spec.name.endswith("_seconds"):
+        return "s"
+    if spec.name.endswith("_ratio"):
+        return "percentunit"
+    return "short"
+
+
+def _scope_panels(dash: dashboard_builders.Dashboard, flow: Flow, scope: str, var: str, currency: str):
+    labels = {"scope": scope, scope: f"${var}"}
+    heading = "Team" if scope == "team" else "Rep"
+    dash = dash.with_row(row(f"{heading}: ${var}", flow.row()))
+    for spec in WINDOWED:
+        dash = dash.with_panel(stat_panel(
+            TITLES[spec.name],
+            [now(kpi(spec.name, by=["window"], window=Re("|".join(DRILL_WINDOWS)), **labels), "{{window}}")],
+            flow.place(4, 5), unit=unit_of(spec, currency), steps=fixed(BLUE), names=True,
+            decimals=2 if spec.name == "kpi_touches_to_meeting_mean" else None,
+            description=f"{spec.help} Windows: last hour, last 24 hours, today.",
+        ))
+    for spec in (*CURRENT, QUOTA):
+        dash = dash.with_panel(stat_panel(
+            TITLES[spec.name], [now(kpi(spec.name, **labels))], flow.place(4, 5),
+            unit=unit_of(spec, currency), steps=fixed(GREEN if spec is QUOTA else BLUE), description=spec.help,
+        ))
+    dash = dash.with_panel(timeseries_panel(
+        f"Calls and connect rate (rolling hour) - ${var}", [
+            trend(kpi("kpi_calls", window="1h", **labels), "calls"),
+            trend(kpi("kpi_calls_connected", window="1h", **labels), "connected"),
+            trend(kpi("kpi_call_connect_ratio", window="1h", **labels), "connect rate"),
+        ],
+        flow.place(14, 9), unit="short",
+        description="Calls logged in the last hour, at each point in time; connect rate on the right axis.",
+    ).override_by_name("connect rate", [
+        dashboard_models.DynamicConfigValue(id_val="unit", value="percentunit"),
+        dashboard_models.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+        dashboard_models.DynamicConfigValue(id_val="max", value=1),
+    ]))
+    dash = dash.with_panel(bargauge_panel(
+        f"Lead funnel today - ${var}", [
+            now(kpi("kpi_leads_created", window="today", **labels), "created"),
+            now(kpi("kpi_leads_responded", window="today", **labels), "responded"),
+            now(kpi("kpi_leads_qualified", window="today", **labels), "qualified"),
+            now(kpi("kpi_deals_won", window="today", **labels), "deals won"),
+        ],
+        flow.place(10, 9), unit="short",
+        description="Leads created, responded and qualified today, and deals won today.",
+    ))
+    return dash
+
+
+def build(currency: str = "USD") -> dashboard_builders.Dashboard:
+    dash = (
+        new_dashboard(TITLE, UID, tags=["drilldown"], refresh="30s", time_from="now-24h",
+                      description="Every KPI of a team and of a rep over the last hour, 24 hours and today.")
+        .with_variable(query_variable("team", "Team", f"label_values({series('kpi_open_deals', scope='team')}, team)"))
+        .with_variable(query_variable("rep", "Rep", f"label_values({series('kpi_open_deals', scope='rep')}, rep)"))
+    )
+    flow = Flow()
+    dash = _scope_panels(dash, flow, "team", "team", currency)
+    dash = _scope_panels(dash, flow, "rep", "rep", currency)
+    dash = dash.with_row(row("Floor: deal stages", flow.row()))
+    stage_window = "today"
+    dash = dash.with_panel(bargauge_panel(
+        "Stage entries today", [now(kpi("kpi_stage_entries", by=["stage"], window=stage_window), "{{stage}}")],
+        flow.place(8, 8), description="Deals that entered each stage for the first time today (floor-wide).",
+    ))
+    dash = dash.with_panel(bargauge_panel(
+        "Stage conversion today", [now(kpi("kpi_stage_conversion_ratio", by=["stage"], window=stage_window), "{{stage}}")],
+        flow.place(8, 8), unit="percentunit", description="Entries of the next stage / entries of this stage, today.",
+        minimum=0,
+    ))
+    dash = dash.with_panel(bargauge_panel(
+        "Open deals by stage now", [now(kpi("kpi_stage_open_deals", by=["stage"]), "{{stage}}")],
+        flow.place(8, 8), description="Deals without an outcome, by current stage.",
+    ))
+    return dash

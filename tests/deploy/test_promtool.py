@@ -1,0 +1,218 @@
+"""Prometheus, Alertmanager and docker-compose configuration, checked by their own tools.
+
+promtool checks the configs and rules and runs the rule unit tests (ops_test.yml); amtool checks the
+Alertmanager config and where alerts are routed; docker-compose validates docker-compose.yml, and every
+path it mounts or builds from exists and fits what the mounted files expect. (`promtool check metrics`
+on a live worker's output is in tests/integration/test_prometheus.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stream import promstack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROM_DIR = REPO_ROOT / "deploy" / "prometheus"
+RULES = PROM_DIR / "rules" / "ops.yml"
+RULE_TESTS = PROM_DIR / "rules" / "ops_test.yml"
+ALERTMANAGER = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+
+
+def run(tool: str, *args: str, cwd: Path | None = None) -> str:
+    proc = subprocess.run([promstack.binary(tool), *args], capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, f"{tool} {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def test_promtool_check_rules():
+    assert "SUCCESS" in run("promtool", "check", "rules", str(RULES))
+
+
+def test_promtool_test_rules():
+    assert "SUCCESS" in run("promtool", "test", "rules", str(RULE_TESTS))
+
+
+def test_every_alert_has_a_unit_test_and_a_runbook_link():
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r]
+    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    tested = {case["alertname"] for t in tests for case in t.get("alert_rule_test", []) if case["exp_alerts"]}
+    for rule in rules:
+        assert rule["alert"] in tested, f"{rule['alert']} never fires in ops_test.yml"
+        assert rule["labels"]["severity"] in ("page", "ticket") and rule["labels"]["service"] == "kpi-monitor"
+        assert rule["annotations"]["summary"] and rule["annotations"]["dashboard"].startswith("/d/kpi-ops")
+    required = {"KpiWorkerDown", "KpiConsumerLagGrowing", "KpiDeadLetterRateHigh", "KpiProcessingLatencyHigh",
+                "KpiNoEventsDuringBusinessHours"}
+    assert required <= {r["alert"] for r in rules}
+
+
+@pytest.mark.parametrize("name", ["prometheus.yml", "prometheus.compose.yml"])
+def test_promtool_check_config(name):
+    assert "SUCCESS" in run("promtool", "check", "config", str(PROM_DIR / name))
+
+
+def test_rendered_configs_are_valid(tmp_path):
+    config = tmp_path / "prometheus.yml"
+    config.write_text(promstack.render_prometheus_config(
+        ["127.0.0.1:7001", "127.0.0.1:7002"], scrape_interval="1s", alertmanagers=["127.0.0.1:9193"],
+        self_target="127.0.0.1:9190",
+    ))
+    run("promtool", "check", "config", str(config))
+    rendered = yaml.safe_load(config.read_text())
+    job = next(j for j in rendered["scrape_configs"] if j["job_name"] == "kpi-monitor")
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:7001", "127.0.0.1:7002"]}]
+    assert rendered["global"]["scrape_timeout"] == "1s"
+    am = tmp_path / "alertmanager.yml"
+    am.write_text(promstack.render_alertmanager_config(tmp_path / "slack_url"))
+    run("amtool", "check-config", str(am))
+
+
+def test_amtool_check_config():
+    out = run("amtool", "check-config", str(ALERTMANAGER))
+    assert "SUCCESS" in out and "3 receivers" in out
+
+
+@pytest.mark.parametrize(
+    "labels, receiver",
+    [
+        (["alertname=KpiWorkerDown", "service=kpi-monitor", "severity=page"], "slack-oncall"),
+        (["alertname=KpiDeadLetterRateHigh", "service=kpi-monitor", "severity=ticket"], "slack-ops"),
+        (["alertname=LeadResponseSlaBreached", "team=hunters", "slack_channel=#sales-hunters"], "slack-sales"),
+        (["alertname=Whatever"], "slack-ops"),
+    ],
+)
+def test_alert_routing(labels, receiver):
+    out = run("amtool", "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels)
+    assert out.strip() == receiver
+
+
+def test_alertmanager_groups_by_alertname_and_team_and_keeps_the_webhook_out():
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    assert config["route"]["group_by"] == ["alertname", "team"]
+    assert "hooks.slack.com" not in ALERTMANAGER.read_text()
+    assert config["global"]["slack_api_url_file"]
+    for receiver in config["receivers"]:
+        for slack in receiver.get("slack_configs", []):
+            assert "api_url" not in slack and slack["send_resolved"] is True
+
+
+# --- docker-compose ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compose_cmd() -> list[str]:
+    """`docker compose` (v2) when it works, else Debian's docker-compose (v1), installed if missing."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    if not shutil.which("docker-compose"):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.skip("neither `docker compose` nor docker-compose is available (apt-get install docker-compose)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "docker-compose"]):
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
+    return [shutil.which("docker-compose")]
+
+
+@pytest.mark.parametrize("webhook", [None, "https://example.invalid/hook"])
+def test_docker_compose_config_is_valid(compose_cmd, webhook):
+    env = {k: v for k, v in os.environ.items() if k != "SLACK_WEBHOOK_URL"}
+    if webhook:
+        env["SLACK_WEBHOOK_URL"] = webhook
+    proc = subprocess.run([*compose_cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env,
+                          cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    resolved = yaml.safe_load(proc.stdout)
+    assert set(resolved["services"]) == {"kafka", "topics", "redis", "worker", "simulator", "prometheus",
+                                         "alertmanager", "grafana"}
+    secret = resolved["services"]["alertmanager"]["environment"]["SLACK_WEBHOOK_URL"]
+    assert secret == (webhook or "http://localhost:9/slack-webhook-not-configured")
+    assert "SLACK_WEBHOOK_URL" not in resolved["services"]["worker"]["environment"]
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _binds(service: dict) -> dict[str, Path]:
+    """Container path -> host path of the service's bind mounts."""
+    out = {}
+    for volume in service.get("volumes", []):
+        host, container, *_ = volume.split(":")
+        if host.startswith("."):
+            out[container] = (REPO_ROOT / host).resolve()
+    return out
+
+
+def test_every_mounted_and_built_path_exists():
+    compose = _compose()
+    for name, service in compose["services"].items():
+        for container, host in _binds(service).items():
+            assert host.exists(), f"{name}: {host} (mounted at {container}) does not exist"
+        if "build" in service:
+            context = REPO_ROOT / service["build"]["context"]
+            dockerfile = context / service["build"]["dockerfile"]
+            assert dockerfile.is_file()
+            for line in dockerfile.read_text().splitlines():
+                if line.startswith("COPY"):
+                    for source in line.split()[1:-1]:
+                        assert (context / source).exists(), f"Dockerfile copies missing {source}"
+    # Every healthcheck exists and every depends_on condition names a service that has one.
+    for name, service in compose["services"].items():
+        for dep, how in (service.get("depends_on") or {}).items():
+            if how["condition"] == "service_healthy":
+                assert "healthcheck" in compose["services"][dep], f"{name} waits for {dep}'s health, which has no check"
+    for name in set(compose["services"]) - {"topics", "simulator"}:  # one-shot / nothing to probe
+        assert "healthcheck" in compose["services"][name], name
+    assert "HEALTHCHECK" in (REPO_ROOT / "Dockerfile").read_text()
+
+
+def test_mounted_files_fit_what_they_configure():
+    compose = _compose()
+    grafana = compose["services"]["grafana"]
+    binds = _binds(grafana)
+    provisioning = binds["/etc/grafana/provisioning"]
+    for path in provisioning.rglob("*.yaml"):
+        yaml.safe_load(path.read_text())
+    provider = yaml.safe_load((provisioning / "dashboards" / "kpi.yaml").read_text())["providers"][0]
+    dashboards = binds[provider["options"]["path"]]  # the provider reads the directory the JSON is mounted at
+    assert sorted(p.name for p in dashboards.glob("*.json")) == ["drilldown.json", "ops.json", "wall.json"]
+    home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert binds[str(home.parent)] == dashboards and (dashboards / home.name).is_file()
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"][0]
+    assert datasource["url"] == "${PROMETHEUS_URL}" and grafana["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"
+
+    prometheus = compose["services"]["prometheus"]
+    prom_binds = _binds(prometheus)
+    config_path = next(a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file="))
+    config = yaml.safe_load(prom_binds[config_path].read_text())
+    for rule_file in config["rule_files"]:
+        inside = str(Path(config_path).parent / rule_file)
+        mount = next(c for c in prom_binds if inside.startswith(c + "/"))
+        assert (prom_binds[mount] / Path(inside).relative_to(mount)).is_file()
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "kpi-monitor")
+    assert job["dns_sd_configs"][0]["names"] == ["worker"]
+    assert str(job["dns_sd_configs"][0]["port"]) == compose["services"]["worker"]["environment"]["KPI_WEB_PORT"]
+
+    alertmanager = compose["services"]["alertmanager"]
+    am_config = yaml.safe_load(_binds(alertmanager)["/etc/alertmanager/alertmanager.yml"].read_text())
+    secret_dir = str(Path(am_config["global"]["slack_api_url_file"]).parent)
+    assert any(t.split(":")[0] == secret_dir for t in alertmanager["tmpfs"])
+    assert am_config["global"]["slack_api_url_file"] in " ".join(alertmanager["command"])
+
+
+def test_compose_pins_images_and_kraft():
+    compose = _compose()
+    built = {s["image"] for s in compose["services"].values() if "build" in s}
+    for name, service in compose["services"].items():
+        if service["image"] not in built:  # third-party images: a pinned version, never "latest"
+            assert re.search(r":v?[0-9][\w.-]*$", service["image"]), (name, service["image"])
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
