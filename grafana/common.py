@@ -115,6 +115,20 @@ def _reduce() -> common_builders.ReduceDataOptions:
     return common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
 
+def _reduced(panel, title: str, queries: Sequence[Query], pos: Pos, unit: str, steps):
+    """What every single-value panel shares: where it sits, what it queries, how a value gets its colour."""
+    return (
+        panel.title(title)
+        .datasource(DATASOURCE)
+        .targets(targets(queries))
+        .grid_pos(pos.grid())
+        .unit(unit)
+        .thresholds(steps)
+        .color_scheme(dashboard_builders.FieldColor().mode(dashboard_models.FieldColorModeId.THRESHOLDS))
+        .reduce_options(_reduce())
+    )
+
+
 def stat_panel(
     title: str,
     queries: Sequence[Query],
@@ -134,15 +148,7 @@ def stat_panel(
     """A big-number tile. ``names``: show each series' legend above its value (default: with several queries)."""
     names = len(queries) > 1 if names is None else names
     panel = (
-        stat.Panel()
-        .title(title)
-        .datasource(DATASOURCE)
-        .targets(targets(queries))
-        .grid_pos(pos.grid())
-        .unit(unit)
-        .thresholds(steps or fixed(BLUE))
-        .color_scheme(dashboard_builders.FieldColor().mode(dashboard_models.FieldColorModeId.THRESHOLDS))
-        .reduce_options(_reduce())
+        _reduced(stat.Panel(), title, queries, pos, unit, steps or fixed(BLUE))
         .graph_mode(common_models.BigValueGraphMode.NONE)
         .color_mode(common_models.BigValueColorMode.BACKGROUND if background else common_models.BigValueColorMode.VALUE)
         .text_mode(common_models.BigValueTextMode.VALUE_AND_NAME if names else common_models.BigValueTextMode.VALUE)
@@ -176,17 +182,9 @@ def gauge_panel(
     description: str = "",
 ) -> gauge.Panel:
     panel = (
-        gauge.Panel()
-        .title(title)
-        .datasource(DATASOURCE)
-        .targets(targets(queries))
-        .grid_pos(pos.grid())
-        .unit(unit)
+        _reduced(gauge.Panel(), title, queries, pos, unit, steps)
         .min(minimum)
         .max(maximum)
-        .thresholds(steps)
-        .color_scheme(dashboard_builders.FieldColor().mode(dashboard_models.FieldColorModeId.THRESHOLDS))
-        .reduce_options(_reduce())
         .show_threshold_markers(True)
         .no_value("no data")
     )
@@ -204,15 +202,7 @@ def bargauge_panel(
     minimum: float | None = 0,
 ) -> bargauge.Panel:
     panel = (
-        bargauge.Panel()
-        .title(title)
-        .datasource(DATASOURCE)
-        .targets(targets(queries))
-        .grid_pos(pos.grid())
-        .unit(unit)
-        .thresholds(steps or fixed(BLUE))
-        .color_scheme(dashboard_builders.FieldColor().mode(dashboard_models.FieldColorModeId.THRESHOLDS))
-        .reduce_options(_reduce())
+        _reduced(bargauge.Panel(), title, queries, pos, unit, steps or fixed(BLUE))
         .display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
         .orientation(common_models.VizOrientation.HORIZONTAL)
         .show_unfilled(True)
