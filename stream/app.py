@@ -18,6 +18,7 @@ import faust
 from aiokafka.client import AIOKafkaClient
 from prometheus_client import CollectorRegistry
 
+from alerts.service import attach_alerts
 from stream.config import Settings
 from stream.deadletter import deadletter_record
 from stream.events import EventValidator, InvalidEvent, epoch_ms
@@ -50,6 +51,7 @@ class WorkerContext:
     broker_ok: bool = False
     broker_checked: float = 0.0
     scrape: Any = None  # stream.metrics.ScrapeState: what /metrics refreshes before rendering (set by register_metrics)
+    alert_stats: Any = None  # alerts.sinks.base.new_stats(): set by alerts.service.attach_alerts
 
 
 def create_app(settings: Settings) -> WorkerContext:
@@ -117,6 +119,7 @@ def create_app(settings: Settings) -> WorkerContext:
 
     register_views(ctx)
     register_metrics(ctx.registry, ctx)
+    attach_alerts(ctx)
     return ctx
 
 

@@ -129,6 +129,11 @@ def kpis(window: str, as_json: bool, url: str | None) -> None:
         click.echo(render_snapshot(doc))
 
 
+from alerts.cli import alerts  # noqa: E402  (the alerts command group)
+
+main.add_command(alerts)
+
+
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.INFO)
     main()

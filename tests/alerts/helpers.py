@@ -1,0 +1,42 @@
+"""Small builders shared by the alert unit tests (pure: no services)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from alerts.rules import RuleSet, parse_rules
+from stream.kpi.facts import Contribution
+from stream.roster import Roster, load_roster
+
+ROSTER_PATH = Path(__file__).resolve().parents[2] / "stream" / "roster.example.yaml"
+UTC = ZoneInfo("UTC")
+
+
+@lru_cache(maxsize=1)
+def roster() -> Roster:
+    return load_roster(ROSTER_PATH)
+
+
+def rules(text: str, sla: float = 300) -> RuleSet:
+    return parse_rules(text, "test.yaml", env={"KPI_SLA_SECONDS": str(sla), "KPI_TIMEZONE": "UTC"})
+
+
+def ms(text: str, tz: str = "UTC") -> int:
+    """'2026-11-27 17:58' (local to tz) -> UTC ms."""
+    dt = datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz))
+    return int(dt.timestamp() * 1000)
+
+
+def awaiting(ts: int, rep: str = "hana", team: str | None = None, source: str | None = "web") -> Contribution:
+    return Contribution("awaiting", ts, rep, team, source)
+
+
+def response(ts: int, rep: str = "hana", created: int = 0) -> Contribution:
+    return Contribution("response", ts, rep, None, max(0, ts - created))
+
+
+def call(ts: int, rep: str = "hana") -> Contribution:
+    return Contribution("call", ts, rep, None, (True, 60_000))
