@@ -203,8 +203,11 @@ def sample_notification(settings: Any, resolved: bool = False):
     inst.info = {"owner": rep.rep_id if rep else "sample-rep", "team": rep.team if rep else None,
                  "source": "website", "created_ms": created, "resolution": "touched"}
     kind = "resolved" if resolved else "firing"
-    return build(inst, Transition(kind, 0, now), rules, roster, app_id=settings.kpi_app_id,
-                 grafana_url=settings.kpi_grafana_url)
+    n = build(inst, Transition(kind, 0, now), rules, roster, app_id=settings.kpi_app_id,
+              grafana_url=settings.kpi_grafana_url)
+    n.channel = settings.slack_channel or n.channel  # a test goes to SLACK_CHANNEL, not a team's channel
+    n.title = f"[test] {n.title}"
+    return n
 
 
 @alerts.command("test")

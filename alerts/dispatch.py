@@ -65,6 +65,8 @@ class Dispatcher:
         if claim.attempt > 1:
             n.repeat = True
             log.warning("alert %s: sending again (attempt %d); it may repeat an earlier notification", n.key, claim.attempt)
+        # One line per notification, so the worker log reads as the incident timeline even with no sink.
+        log.info("alert %s %s [%s]: %s", n.kind, n.rule, n.severity, n.text)
         targets = self.targets(n)
         if not targets:
             await self.store.complete(n.key, self.owner)

@@ -115,7 +115,6 @@ class AlertService:
         self.started = False
         self.consuming_held = True
         self.view_held = False
-        self._evaluated = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -48,9 +48,11 @@ wait_healthy() {
 case "${1:-up}" in
   up)
     "$KPI" stack up
-    start worker env KPI_WEB_PORT="$PORT" "$KPI" worker
-    wait_healthy
     "$VENV/bin/python" -m stream.promstack up --worker "127.0.0.1:$PORT"
+    # Alerts go to the local Alertmanager started below (its UI lists them), and to Slack too when
+    # SLACK_WEBHOOK_URL is set in the environment.
+    start worker env KPI_WEB_PORT="$PORT" ALERTMANAGER_URL="${ALERTMANAGER_URL:-http://127.0.0.1:9093}" "$KPI" worker
+    wait_healthy
     start simulator "$KPI" simulate --rate "$RATE" --speedup "$SPEEDUP" --duration "$DURATION" --bad-ratio 0.01
     cat <<MSG
 
@@ -61,7 +63,8 @@ ${SPEEDUP}x faster than the wall and arriving at "now" when the run ends (1% mal
   Prometheus metrics:  http://127.0.0.1:$PORT/metrics
   Health:              http://127.0.0.1:$PORT/healthz
   Prometheus:          http://127.0.0.1:9090  (scrapes the worker every 15 s; ops alert rules loaded)
-  Alertmanager:        http://127.0.0.1:9093
+  Alertmanager:        http://127.0.0.1:9093  (the worker's alerts: slow reps' leads firing and resolving)
+  Alerts in the log:   grep ' alert ' $RUN/worker.log
   Grafana:             point a Grafana at Prometheus and load grafana/provisioning + grafana/dashboards (docs/grafana.md);
                        docs/wall.png shows the wall dashboard
   Logs:                $RUN/worker.log  $RUN/simulator.log

@@ -190,3 +190,22 @@ def shared_redis_url():
     except Exception:
         pytest.skip("no Redis at REDIS_URL (run `kpi-monitor stack up`)")
     return url
+
+
+@pytest.fixture
+def forget_alert_state():
+    """Register app ids whose alert state (``<app id>:alerts:*`` in the shared Redis) is deleted afterwards."""
+    import redis
+
+    app_ids: list[str] = []
+    yield app_ids
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_connect_timeout=2)
+    try:
+        for app_id in app_ids:
+            keys = list(client.scan_iter(f"{app_id}:alerts:*"))
+            if keys:
+                client.delete(*keys)
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()

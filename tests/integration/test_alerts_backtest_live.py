@@ -15,7 +15,7 @@ from alerts.backtest import run_backtest
 from alerts.rules import load_rules
 from stream.config import load_settings
 from stream.simulator import SalesFloor
-from tests.alerts.conftest import receiver  # noqa: F401  (fixture)
+from tests.alerts.conftest import forget_alert_state, receiver  # noqa: F401  (fixtures)
 from tests.alerts.helpers import roster
 from tests.conftest import wait_for
 
@@ -42,12 +42,13 @@ def simulator_log() -> list[tuple[str, str, bytes]]:
     return [(e.topic, e.key, json.dumps(e.event).encode()) for e in floor.events(start + timedelta(hours=1, minutes=45))]
 
 
-def test_backtest_matches_a_live_event_clock_run(make_deployment, receiver, tmp_path):  # noqa: F811
+def test_backtest_matches_a_live_event_clock_run(forget_alert_state, make_deployment, receiver, tmp_path):  # noqa: F811
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(RULES)
     messages = simulator_log()
     dep = make_deployment(KPI_CLOCK="event", KPI_ALERT_RULES=str(rules_file), KPI_ALERT_WEBHOOK_URL=f"{receiver.url}/webhook",
                           KPI_ALERT_QUEUE_SIZE="100000")  # a replay is a burst: keep every notification
+    forget_alert_state.append(dep.app_id)
     settings = load_settings(kpi_partitions=4, kpi_app_id=dep.app_id)
     expected = asyncio.run(run_backtest(load_rules(rules_file, settings), [m[2] for m in messages], settings, roster()))
     want = sorted((n.key, n.at) for n in expected.notifications)

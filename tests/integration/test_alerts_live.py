@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.alerts.conftest import alertmanager, receiver  # noqa: F401  (fixtures)
+from tests.alerts.conftest import alertmanager, forget_alert_state, receiver  # noqa: F401  (fixtures)
 from tests.conftest import http_json, wait_for
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,8 @@ def webhook_docs(rec) -> list[dict]:
     return [r.json() for r in rec.on("/webhook")]
 
 
-def test_two_workers_alert_exactly_once_with_latency_and_a_crash(make_deployment, receiver, alertmanager, tmp_path):  # noqa: F811
+def test_two_workers_alert_exactly_once_with_latency_and_a_crash(forget_alert_state, make_deployment, receiver,  # noqa: F811
+                                                                alertmanager, tmp_path):  # noqa: F811
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(RULES)
     dep = make_deployment(
@@ -76,6 +77,7 @@ def test_two_workers_alert_exactly_once_with_latency_and_a_crash(make_deployment
         ALERTMANAGER_URL=alertmanager.url,
         KPI_ALERT_EVAL_SECONDS="0.5",
     )
+    forget_alert_state.append(dep.app_id)
     w1 = dep.start_worker()
     w2 = dep.start_worker()
     wait_for(lambda: sum(len(w.health()[1]["partitions"].get("leads", [])) for w in (w1, w2)) == 4
@@ -104,6 +106,8 @@ def test_two_workers_alert_exactly_once_with_latency_and_a_crash(make_deployment
     evaluator = next(w for w in (w1, w2) if 0 in w.health()[1]["partitions"]["leads"])
     survivor = w2 if evaluator is w1 else w1
     firing_before = {d["idempotency_key"] for d in webhook_docs(receiver)}
+    wait_for(lambda: any(d["rule"] == "many-waiting" for d in webhook_docs(receiver)), 10, what="the KPI alert")
+    killed_at = time.time()
     evaluator.kill()
     wait_for(lambda: survivor.health()[0] == 200 and len(survivor.health()[1]["partitions"]["leads"]) == 4, 60,
              what="survivor owns every partition")
@@ -131,8 +135,9 @@ def test_two_workers_alert_exactly_once_with_latency_and_a_crash(make_deployment
         assert by_lead[lead] == ["firing", "escalation", "escalation", "resolved"], lead
         steps = [d["target"] for d in docs if d["labels"].get("lead_id") == lead and d["kind"] == "escalation"]
         assert steps == ["team_lead", "oncall"]
-    kpi = [d["kind"] for d in docs if d["rule"] == "many-waiting"]
-    assert kpi == ["firing", "resolved"]
+    kpi = [(r.json()["kind"], r.t) for r in receiver.on("/webhook") if r.json()["rule"] == "many-waiting"]
+    assert [k for k, _ in kpi] == ["firing", "resolved"]
+    assert kpi[0][1] < killed_at < kpi[1][1]  # fired by the killed worker, resolved by the survivor
     assert firing_before <= set(keys)
 
     # Slack got the same notifications once each, as Block Kit, without secrets.
