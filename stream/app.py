@@ -168,21 +168,18 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
                 else:
                     ctx.stats.duplicate(suffix)
             except InvalidEvent as exc:
-                ctx.stats.dead_letter(exc.reason)
-                record = deadletter_record(
-                    raw, reason=exc.reason, detail=exc.detail,
-                    topic=message.topic, partition=message.partition, offset=message.offset,
-                )
-                await ctx.deadletter_topic.send(key=message.key, value=record)
+                await dead_letter(message, raw, exc.reason, exc.detail)
                 log.debug("dead-lettered %s/%d@%d: %s", message.topic, message.partition, message.offset, exc)
             except Exception:  # never let one message stop the worker
                 log.exception("failed to apply %s/%d@%d; dead-lettering it", message.topic, message.partition, message.offset)
-                ctx.stats.dead_letter("internal_error")
-                record = deadletter_record(
-                    raw, reason="internal_error", detail="the worker failed to apply this event; see its log",
-                    topic=message.topic, partition=message.partition, offset=message.offset,
-                )
-                await ctx.deadletter_topic.send(key=message.key, value=record)
+                await dead_letter(message, raw, "internal_error", "the worker failed to apply this event; see its log")
+
+    async def dead_letter(message: Any, raw: bytes, reason: str, detail: str) -> None:
+        ctx.stats.dead_letter(reason)
+        record = deadletter_record(
+            raw, reason=reason, detail=detail, topic=message.topic, partition=message.partition, offset=message.offset
+        )
+        await ctx.deadletter_topic.send(key=message.key, value=record)
 
     process.__name__ = f"{group}_agent"
     app.agent(topic, name=f"{group}_agent")(process)

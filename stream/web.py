@@ -32,12 +32,23 @@ _pack = msgspec.msgpack.encode
 _unpack = msgspec.msgpack.decode
 
 
+def local_partials(ctx: WorkerContext, window: str, now_ms: int) -> dict[str, Any]:
+    """This worker's window-reduced partials, for the partitions it has rebuilt and serves."""
+    partitions = {
+        f"{group}:{partition}": scopes
+        for (group, partition), scopes in ctx.engine.partials(window, now_ms).items()
+        if partition in ctx.built.get(group, ())
+    }
+    return {"watermark": ctx.engine.watermark(), "partitions": partitions}
+
+
 def encode_partials(ctx: WorkerContext, window: str, now_ms: int) -> bytes:
-    partitions = {}
-    for (group, partition), scopes in ctx.engine.partials(window, now_ms).items():
-        if partition in ctx.built.get(group, ()):
-            partitions[f"{group}:{partition}"] = [[rep, team, agg.to_wire()] for (rep, team), agg in scopes.items()]
-    return _pack({"watermark": ctx.engine.watermark(), "partitions": partitions})
+    doc = local_partials(ctx, window, now_ms)
+    doc["partitions"] = {
+        pid: [[rep, team, agg.to_wire()] for (rep, team), agg in scopes.items()]
+        for pid, scopes in doc["partitions"].items()
+    }
+    return _pack(doc)
 
 
 def decode_partials(raw: bytes) -> dict[str, Any]:
@@ -69,7 +80,7 @@ async def gather_partials(ctx: WorkerContext, window: str, now_ms: int) -> tuple
 
     async def fetch(session: aiohttp.ClientSession, url: str) -> dict | None:
         if url == own:
-            return decode_partials(encode_partials(ctx, window, now_ms))
+            return local_partials(ctx, window, now_ms)  # no need to serialise to ourselves
         try:
             async with session.get(f"{url}/internal/partials", params={"window": window, "now": str(now_ms)}) as resp:
                 resp.raise_for_status()

@@ -46,10 +46,9 @@ def entity_key(event: Event) -> str:
     """Table key: leads and lone calls share the leads group's table, so they get distinct prefixes."""
     if isinstance(event, CallLogged) and event.lead_id is None:
         return "C:" + event.call_id
-    lead_id = getattr(event, "lead_id", None)
     if TOPIC_OF_TYPE[event.type] == "deals":
         return "D:" + event.deal_id  # type: ignore[attr-defined]
-    return "L:" + lead_id  # type: ignore[operator]
+    return "L:" + event.lead_id  # type: ignore[attr-defined]
 
 
 def contributions_of(key: str, entity: Entity):
