@@ -94,6 +94,10 @@ def create_app(settings: Settings) -> WorkerContext:
             lead_max_age_seconds=settings.kpi_lead_max_age_seconds,
             too_late_seconds=settings.kpi_too_late_seconds,
             event_clock=settings.kpi_clock == "event",
+            entity_retention_seconds=settings.kpi_entity_retention_days * 86400,
+            max_facts_per_entity=settings.kpi_max_facts_per_entity,
+            max_reps=settings.kpi_max_reps,
+            max_teams=settings.kpi_max_teams,
         )
     )
     ctx = WorkerContext(
@@ -148,7 +152,7 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
         fresh = active - ctx.built[group]
         if fresh:
             started = time.monotonic()
-            count = ctx.engine.rebuild(group, fresh, _table_items(table), int(time.time() * 1000))
+            count = ctx.engine.rebuild(group, fresh, _table_items(table), int(time.time() * 1000), StoreReader(table))
             log.info(
                 "%s: rebuilt aggregates of partitions %s from %d entities in %.2fs",
                 group, sorted(fresh), count, time.monotonic() - started,
@@ -173,6 +177,10 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
             except Exception:  # never let one message stop the worker
                 log.exception("failed to apply %s/%d@%d; dead-lettering it", message.topic, message.partition, message.offset)
                 await dead_letter(message, raw, "internal_error", "the worker failed to apply this event; see its log")
+            if ctx.engine.partitions.get((group, message.partition), _NO_STATE).pending_retirement:
+                # Here, in the context of an event of this partition: Faust writes a table only there.
+                retired = ctx.engine.retire(entities, group, message.partition)
+                log.info("%s: retired %d quiet entities of partition %d", group, retired, message.partition)
 
     async def dead_letter(message: Any, raw: bytes, reason: str, detail: str) -> None:
         ctx.stats.dead_letter(reason)
@@ -203,6 +211,28 @@ class BytesKeyTable:
     def __setitem__(self, key: str, value: bytes) -> None:
         self.table[key.encode()] = value
 
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+
+class StoreReader:
+    """Reads the table's store directly, outside any event (for rebuilds and scans)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> bytes | None:
+        return self.table.data.get(key.encode())
+
+
+class _NoState:
+    pending_retirement = None
+
+
+_NO_STATE = _NoState()
+
 
 def _table_items(table: Any):
     # Iterate the store directly: the table's own items() would route through the "current event".
@@ -216,12 +246,39 @@ def _wire_timers(ctx: WorkerContext) -> None:
     async def expire_buckets() -> None:
         ctx.engine.expire(int(time.time() * 1000))
 
+    # Retirement cutoffs move in whole days; a scan is skipped while they have not.
+    @app.timer(ctx.settings.kpi_retire_scan_seconds)
+    async def plan_retirement() -> None:
+        for group, table in ctx.tables.items():
+            await scan_for_retirement(ctx, group, table)
+
     probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers)
 
     @app.timer(2.0)
     async def check_broker() -> None:
         ctx.broker_ok = await probe.reachable()
         ctx.broker_checked = time.time()
+
+
+async def scan_for_retirement(ctx: WorkerContext, group: str, table: Any) -> int:
+    """Find entities quiet for longer than the retention; the agent retires them on its next event."""
+    engine = ctx.engine
+    targets = engine.retirement_targets(group, int(time.time() * 1000))
+    if not targets:
+        return 0
+    started = time.monotonic()
+    found: dict[int, list[str]] = {p: [] for p in targets}
+    items = _table_items(table)
+    if not ctx.settings.kpi_store.startswith("rocksdb"):
+        items = list(items)  # a dict store cannot be iterated while the agent writes to it
+    for i, (key, raw) in enumerate(items, 1):
+        engine.collect_retirable(key, raw, targets, found)
+        if i % 2000 == 0:
+            await asyncio.sleep(0)  # let the agents run: the table may hold millions of entities
+    engine.set_pending(group, targets, found)
+    count = sum(len(keys) for keys in found.values())
+    log.info("%s: %d entities to retire (quiet since before the cutoff) found in %.2fs", group, count, time.monotonic() - started)
+    return count
 
 
 class BrokerProbe:

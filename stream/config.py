@@ -13,7 +13,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -57,6 +57,12 @@ class Settings(BaseModel):
     kpi_max_event_bytes: int = Field(64 * 1024, gt=0)
     kpi_future_tolerance_seconds: float = Field(300, ge=0)
     kpi_too_late_seconds: float = Field(25 * 3600, gt=0)
+    # Bounded state: see the README's "Guarantees".
+    kpi_entity_retention_days: float = Field(40, ge=33, validate_default=True)
+    kpi_max_facts_per_entity: int = Field(2000, ge=10)
+    kpi_max_reps: int = Field(5000, ge=1)
+    kpi_max_teams: int = Field(500, ge=1)
+    kpi_retire_scan_seconds: float = Field(600, gt=0)  # how often the tables are scanned for quiet entities
 
     @field_validator("kpi_timezone")
     @classmethod
@@ -65,6 +71,16 @@ class Settings(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+        return value
+
+    @field_validator("kpi_entity_retention_days")
+    @classmethod
+    def _retention_outlives_waiting_leads(cls, value: float, info: ValidationInfo) -> float:
+        # A waiting lead must stop counting (lead_max_age) and its late events be refused (too_late)
+        # before it may leave the table.
+        needed = (info.data.get("kpi_lead_max_age_seconds", 0) + info.data.get("kpi_too_late_seconds", 0)) / 86400
+        if value <= needed:
+            raise ValueError(f"must exceed KPI_LEAD_MAX_AGE_SECONDS + KPI_TOO_LATE_SECONDS ({needed:g} days)")
         return value
 
     @field_validator("kpi_stages", mode="before")

@@ -31,6 +31,7 @@ REASONS = (
     "unknown_stage",
     "wrong_topic",
     "too_late",
+    "entity_full",
 )
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]

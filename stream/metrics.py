@@ -240,6 +240,21 @@ class PipelineCollector:
             )
         yield partitions
         yield entities
+        retired = CounterMetricFamily(
+            "kpi_entities_retired",
+            "Entities removed from the tables after KPI_ENTITY_RETENTION_DAYS without events (their totals stay).",
+        )
+        retired.add_metric([], ctx.engine.retired)
+        yield retired
+        over_cap = CounterMetricFamily(
+            "kpi_label_over_cap",
+            "Contributions counted under the `_over_cap` rep/team because KPI_MAX_REPS/KPI_MAX_TEAMS ids were "
+            "already in use on this worker.",
+            labels=["label"],
+        )
+        over_cap.add_metric(["rep"], ctx.engine.reps.over_cap)
+        over_cap.add_metric(["team"], ctx.engine.teams.over_cap)
+        yield over_cap
         lag = GaugeMetricFamily(
             "kpi_consumer_lag_messages",
             "Messages not yet processed and committed: end offset minus committed offset, per assigned partition.",

@@ -8,6 +8,7 @@ and calls topics, co-partitioned by lead_id) or ``deals``.
 from __future__ import annotations
 
 import logging
+from bisect import insort
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -17,8 +18,8 @@ import msgspec
 
 from stream.events import CallLogged, Event, InvalidEvent, TOPIC_OF_TYPE
 from stream.kpi.aggregates import Agg
-from stream.kpi.facts import Contribution, Entity, add_fact, deal_contributions, fact_from_event, lead_contributions
-from stream.kpi.store import PartitionAggregates, ScopeKey
+from stream.kpi.facts import Contribution, Entity, deal_contributions, fact_from_event, lead_contributions
+from stream.kpi.store import LabelCap, PartitionAggregates, ScopeKey
 from stream.kpi.windows import DayCalendar, minute_of
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,18 @@ log = logging.getLogger(__name__)
 GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals"}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Entity).decode
+ARCHIVE_PREFIX = "A:"  # the per-partition record of retired entities' all-time totals
+DAY_MS = 86_400_000
 
 
 class EntityTable(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def __setitem__(self, key: str, value: bytes) -> None: ...
+    def __delitem__(self, key: str) -> None: ...
+
+
+def archive_key(partition: int) -> str:
+    return f"{ARCHIVE_PREFIX}{partition}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,12 @@ class EngineConfig:
     lead_max_age_seconds: float = 7 * 86400
     too_late_seconds: float = 25 * 3600
     event_clock: bool = False  # True: `now` is the event-time watermark (replay); False: the wall clock
+    # Bounded state (see KpiEngine.retire and LabelCap): entities quiet for this long leave the table
+    # (longer than the month window plus the too-late tolerance, so only `all` still reads them).
+    entity_retention_seconds: float = 40 * 86400
+    max_facts_per_entity: int = 2000
+    max_reps: int = 5000
+    max_teams: int = 500
 
 
 def entity_key(event: Event) -> str:
@@ -55,15 +69,44 @@ def contributions_of(key: str, entity: Entity):
     return deal_contributions(entity.facts) if key.startswith("D:") else lead_contributions(entity.facts)
 
 
+def retirable(key: str, entity: Entity, cutoff_ms: int) -> bool:
+    """An entity leaves the table once its last event is older than the cutoff, unless it is an open deal
+    (open deals are *now* state: they stay until their outcome arrives)."""
+    if not entity.facts or entity.facts[-1].ts >= cutoff_ms:
+        return False
+    if key.startswith("D:"):
+        kinds = {f.kind for f in entity.facts}
+        return "deal.created" not in kinds or bool(kinds & {"deal.won", "deal.lost"})
+    return True
+
+
+class Archive(msgspec.Struct, array_like=True):
+    """All-time totals of the entities retired from one partition, and the cutoff they were retired at.
+
+    Every retirable entity whose last event is older than ``cutoff`` is in ``totals``, whether or not its
+    table row is deleted yet: writing the archive first and deleting rows after makes a crash between
+    the two harmless (the rebuild skips those rows).
+    """
+
+    cutoff: int
+    totals: list[tuple[str, str | None, list]]  # (rep, team, Agg wire)
+
+
+_decode_archive = msgspec.msgpack.Decoder(Archive).decode
+
+
 class PartitionState:
     """Aggregates and per-topic event-time watermarks of one (group, partition)."""
 
-    def __init__(self, config: EngineConfig, calendar: DayCalendar) -> None:
+    def __init__(self, config: EngineConfig, calendar: DayCalendar, reps: LabelCap, teams: LabelCap) -> None:
         self.aggregates = PartitionAggregates(
-            calendar, round(config.sla_seconds * 1000), round(config.lead_max_age_seconds * 1000)
+            calendar, round(config.sla_seconds * 1000), round(config.lead_max_age_seconds * 1000), reps, teams
         )
         self.watermarks: dict[str, int] = {}  # topic suffix -> largest occurred_at applied (ms)
         self.entities = 0
+        self.archive = Archive(cutoff=-(2**62), totals=[])
+        self.pending_retirement: tuple[int, list[str]] | None = None  # (cutoff, keys) found by plan_retirement
+        self.scanned_cutoff = -(2**62)
 
     def watermark(self) -> int | None:
         return max(self.watermarks.values(), default=None)
@@ -82,25 +125,56 @@ class KpiEngine:
         self.partitions: dict[tuple[str, int], PartitionState] = {}
         self.listeners: list[ChangeListener] = []
         self._too_late_ms = round(config.too_late_seconds * 1000)
+        self._retention_ms = round(config.entity_retention_seconds * 1000)
+        # One cap per worker, shared by its partitions, so an id maps to one scope everywhere here.
+        self.reps = LabelCap(config.max_reps)
+        self.teams = LabelCap(config.max_teams)
+        self.retired = 0  # entities removed from the table by retire()
 
     # --- partition lifecycle ----------------------------------------------------------------------
     def partition(self, group: str, partition: int) -> PartitionState:
         state = self.partitions.get((group, partition))
         if state is None:
-            state = self.partitions[(group, partition)] = PartitionState(self.config, self.calendar)
+            state = self.partitions[(group, partition)] = self._new_state()
         return state
 
-    def rebuild(self, group: str, partitions: Iterable[int], items: Iterable[tuple[str, bytes]], wall_ms: int) -> int:
-        """Recompute the aggregates of ``partitions`` from the entity table's items; returns entities read."""
+    def _new_state(self) -> PartitionState:
+        return PartitionState(self.config, self.calendar, self.reps, self.teams)
+
+    def rebuild(
+        self,
+        group: str,
+        partitions: Iterable[int],
+        items: Iterable[tuple[str, bytes]],
+        wall_ms: int,
+        table: EntityTable | None = None,
+    ) -> int:
+        """Recompute the aggregates of ``partitions`` from the entity table's items; returns entities read.
+
+        ``table`` gives the partitions' archive records (retired entities' totals); without it the items
+        are searched for them.
+        """
         wanted = set(partitions)
         for p in wanted:
-            self.partitions[(group, p)] = PartitionState(self.config, self.calendar)
+            self.partitions[(group, p)] = self._new_state()
+        if table is not None:
+            for p in wanted:
+                self._load_archive(group, p, table.get(archive_key(p)))
+        else:
+            items = list(items)
+            for key, raw in items:
+                if key.startswith(ARCHIVE_PREFIX) and int(key[len(ARCHIVE_PREFIX):]) in wanted:
+                    self._load_archive(group, int(key[len(ARCHIVE_PREFIX):]), raw)
         count = 0
         for key, raw in items:
+            if key.startswith(ARCHIVE_PREFIX):
+                continue
             entity = _decode(raw)
             if entity.partition not in wanted:
                 continue
             state = self.partitions[(group, entity.partition)]
+            if retirable(key, entity, state.archive.cutoff):
+                continue  # already in the archive; its row is deleted by the next retirement
             state.entities += 1
             count += 1
             for fact in entity.facts:
@@ -114,6 +188,13 @@ class KpiEngine:
         for p in wanted:
             self.expire_partition(self.partitions[(group, p)], wall_ms)
         return count
+
+    def _load_archive(self, group: str, partition: int, raw: bytes | None) -> None:
+        if raw is None:
+            return
+        state = self.partitions[(group, partition)]
+        state.archive = _decode_archive(raw)
+        state.aggregates.add_archived({(rep, team): Agg.from_wire(wire) for rep, team, wire in state.archive.totals})
 
     def drop(self, group: str, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -145,12 +226,20 @@ class KpiEngine:
         raw = table.get(key)
         if raw is None:
             entity = Entity(partition=partition, facts=[])
-            state.entities += 1
         else:
             entity = _decode(raw)
+        if any(f.eid == fact.eid for f in entity.facts):
+            return False  # a redelivery: the event_id is in the entity's own stored value
+        if len(entity.facts) >= self.config.max_facts_per_entity:
+            raise InvalidEvent(
+                "entity_full",
+                f"{key[2:]} already has {len(entity.facts)} events, the most one entity keeps "
+                "(KPI_MAX_FACTS_PER_ENTITY)",
+            )
+        if raw is None:
+            state.entities += 1
         old = contributions_of(key, entity)
-        if not add_fact(entity, fact):
-            return False
+        insort(entity.facts, fact)
         new = contributions_of(key, entity)
         removed, added = self._apply_diff(state.aggregates, old, new)
         if removed or added:
@@ -193,6 +282,98 @@ class KpiEngine:
     def expire(self, wall_ms: int) -> None:
         for state in self.partitions.values():
             self.expire_partition(state, wall_ms)
+
+    # --- retiring quiet entities (bounded state) ----------------------------------------------------
+    # Two steps, because a Faust table can only be written while processing an event of the partition:
+    # a timer scans the table for candidates (plan_retirement), then the agent retires them on the next
+    # event of that partition (retire).
+    def retirement_targets(self, group: str, wall_ms: int) -> dict[int, int]:
+        """Partitions of ``group`` whose retirement cutoff moved since their last scan -> new cutoff."""
+        targets = {}
+        for (g, p), state in self.partitions.items():
+            now = state.watermark() if self.config.event_clock else wall_ms
+            if g != group or now is None or state.pending_retirement is not None:
+                continue
+            cutoff = (now - self._retention_ms) // DAY_MS * DAY_MS  # whole days: at most one scan a day
+            # Once per cutoff and after every rebuild (which resets scanned_cutoff): the rows a crash
+            # left behind after their archive was written are found again and deleted.
+            if cutoff > state.scanned_cutoff and cutoff >= state.archive.cutoff:
+                targets[p] = cutoff
+        return targets
+
+    def collect_retirable(self, key: str, raw: bytes, targets: dict[int, int], found: dict[int, list[str]]) -> None:
+        if key.startswith(ARCHIVE_PREFIX):
+            return
+        entity = _decode(raw)
+        cutoff = targets.get(entity.partition)
+        if cutoff is not None and retirable(key, entity, cutoff):
+            found[entity.partition].append(key)
+
+    def set_pending(self, group: str, targets: dict[int, int], found: dict[int, list[str]]) -> None:
+        for p, cutoff in targets.items():
+            state = self.partitions.get((group, p))
+            if state is None:
+                continue  # revoked while scanning
+            state.scanned_cutoff = cutoff
+            if found[p]:
+                state.pending_retirement = (cutoff, found[p])
+
+    def plan_retirement(self, group: str, items: Iterable[tuple[str, bytes]], wall_ms: int) -> int:
+        """Find the entities to retire in one pass over the table; returns how many were found."""
+        targets = self.retirement_targets(group, wall_ms)
+        if not targets:
+            return 0
+        found: dict[int, list[str]] = {p: [] for p in targets}
+        for key, raw in items:
+            self.collect_retirable(key, raw, targets, found)
+        self.set_pending(group, targets, found)
+        return sum(len(keys) for keys in found.values())
+
+    def retire(self, table: EntityTable, group: str, partition: int) -> int:
+        """Remove the planned entities of one partition from the table; returns how many were removed.
+
+        Their all-time contributions move into the partition's archive record (written before the
+        rows are deleted); the in-memory aggregates keep them, so no KPI changes.
+        """
+        state = self.partitions.get((group, partition))
+        if state is None or state.pending_retirement is None:
+            return 0
+        cutoff, keys = state.pending_retirement
+        state.pending_retirement = None
+        aggregates = state.aggregates
+        totals = {(rep, team): Agg.from_wire(wire) for rep, team, wire in state.archive.totals}
+        retired: list[tuple[str, list[Contribution]]] = []
+        for key in keys:
+            raw = table.get(key)
+            entity = None if raw is None else _decode(raw)
+            if entity is None or not retirable(key, entity, cutoff):
+                continue  # gone or active again since the scan
+            archived = retirable(key, entity, state.archive.cutoff)  # left behind by a crash: counted already
+            waiting = []
+            for c in contributions_of(key, entity):
+                if c.kind == "awaiting":
+                    waiting.append(c)
+                elif c.kind != "open" and not archived:
+                    scope = aggregates.scope_of(c.rep, c.team)
+                    slot = totals.get(scope)
+                    if slot is None:
+                        slot = totals[scope] = Agg()
+                    slot.apply_windowed(c.kind, c.value, +1, aggregates.sla_ms)
+            retired.append((key, waiting))
+        state.archive = Archive(
+            cutoff=max(cutoff, state.archive.cutoff),
+            totals=[(rep, team, agg.to_wire()) for (rep, team), agg in totals.items()],
+        )
+        table[archive_key(partition)] = _encode(state.archive)
+        for key, waiting in retired:
+            del table[key]
+            if waiting:  # a lead waiting longer than lead_max_age: already out of every KPI
+                aggregates.apply(waiting, -1)
+                for listener in self.listeners:
+                    listener(group, partition, key, waiting, [])
+        state.entities -= len(retired)
+        self.retired += len(retired)
+        return len(retired)
 
     def partials(self, window: str, now_ms: int) -> dict[tuple[str, int], dict[ScopeKey, Agg]]:
         """Window-reduced aggregates per owned partition, ready to merge with other workers' partials."""

@@ -15,7 +15,6 @@ This module imports nothing from Faust, Kafka, Prometheus or HTTP.
 
 from __future__ import annotations
 
-from bisect import insort
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -89,14 +88,6 @@ def fact_from_event(event: Event) -> Fact:
         talk_ms=talk_ms,
         source=source,
     )
-
-
-def add_fact(entity: Entity, fact: Fact) -> bool:
-    """Insert a fact in order; False when its event_id was applied already (a redelivery)."""
-    if any(f.eid == fact.eid for f in entity.facts):
-        return False
-    insort(entity.facts, fact)
-    return True
 
 
 # --- contributions --------------------------------------------------------------------------------

@@ -16,11 +16,47 @@ from stream.kpi.facts import Contribution
 from stream.kpi.windows import DAYS_KEPT, MINUTE_WINDOWS, MINUTES_KEPT, DayCalendar, minute_of
 
 ScopeKey = tuple[str, "str | None"]  # (rep, team on the crediting event or None)
+OVER_CAP = "_over_cap"  # the rep/team label of contributions whose id did not fit under the cap
+
+
+class LabelCap:
+    """Admits the first ``limit`` distinct ids; later new ids are counted under ``OVER_CAP``.
+
+    A flood of made-up rep or team ids would otherwise grow every per-scope structure (and the
+    Prometheus series) without bound. The admitted set only grows, so an id maps to the same scope
+    when its contribution is added and when it is retracted later. Team and overall figures stay
+    exact; only the per-rep (per-team) split of the over-cap ids is lost.
+    """
+
+    __slots__ = ("limit", "admitted", "over_cap")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.admitted: set[str] = set()
+        self.over_cap = 0  # contributions counted under OVER_CAP (added or retracted)
+
+    def __call__(self, label: str) -> str:
+        if label in self.admitted:
+            return label
+        if len(self.admitted) < self.limit:
+            self.admitted.add(label)
+            return label
+        self.over_cap += 1
+        return OVER_CAP
 
 
 class PartitionAggregates:
-    def __init__(self, calendar: DayCalendar, sla_ms: int, lead_max_age_ms: int) -> None:
+    def __init__(
+        self,
+        calendar: DayCalendar,
+        sla_ms: int,
+        lead_max_age_ms: int,
+        reps: LabelCap | None = None,
+        teams: LabelCap | None = None,
+    ) -> None:
         self.calendar = calendar
+        self.reps = reps or LabelCap(10**9)
+        self.teams = teams or LabelCap(10**9)
         self.sla_ms = sla_ms
         self.lead_max_age_ms = lead_max_age_ms
         self.minutes: dict[ScopeKey, dict[int, Agg]] = {}
@@ -32,12 +68,20 @@ class PartitionAggregates:
         # added to a bucket is never retracted from it either.
         self.minute_floor = -(2**62)
         self.day_floor = -(2**62)
+        # Leads waiting longer than lead_max_age count nowhere, so their entries are dropped (the same
+        # forward-only floor rule: an entry below it is neither added nor removed).
+        self.awaiting_floor = -(2**62)
 
     # --- writing -----------------------------------------------------------------------------------
+    def scope_of(self, rep: str, team: str | None) -> ScopeKey:
+        return self.reps(rep), None if team is None else self.teams(team)
+
     def apply(self, contributions: Iterable[Contribution], sign: int) -> None:
         for kind, ts, rep, team, value in contributions:
-            key = (rep, team)
+            key = self.scope_of(rep, team)
             if kind == "awaiting":
+                if ts < self.awaiting_floor:
+                    continue
                 waiting = self.awaiting.get(key)
                 if waiting is None:
                     waiting = self.awaiting[key] = SortedList()
@@ -85,6 +129,19 @@ class PartitionAggregates:
         if day_floor > self.day_floor:
             self.day_floor = day_floor
             _drop_below(self.days, day_floor)
+        awaiting_floor = now_ms - self.lead_max_age_ms
+        if awaiting_floor > self.awaiting_floor:
+            self.awaiting_floor = awaiting_floor
+            for key in list(self.awaiting):
+                waiting = self.awaiting[key]
+                del waiting[: waiting.bisect_left(awaiting_floor)]
+                if not waiting:
+                    del self.awaiting[key]
+
+    def add_archived(self, totals: dict[ScopeKey, Agg]) -> None:
+        """Fold the all-time totals of retired entities back in (see KpiEngine.retire)."""
+        for key, agg in totals.items():
+            self._slot(self.total, key).merge(agg)
 
     # --- reading -----------------------------------------------------------------------------------
     def reduce(self, window: str, now_ms: int) -> dict[ScopeKey, Agg]:

@@ -37,7 +37,8 @@ def fake_ctx(stats: PipelineStats, consumer=None, alert_stats=None):
         stats=stats,
         built={"leads": {0, 1}, "deals": {0}},
         engine=SimpleNamespace(partitions={("leads", 0): SimpleNamespace(entities=5), ("leads", 1): SimpleNamespace(entities=2),
-                                           ("deals", 0): SimpleNamespace(entities=4)}),
+                                           ("deals", 0): SimpleNamespace(entities=4)},
+                               retired=3, reps=SimpleNamespace(over_cap=9), teams=SimpleNamespace(over_cap=0)),
         app=SimpleNamespace(consumer=consumer),
         suffix_of_topic={"p.leads": "leads", "p.calls": "calls", "p.deals": "deals"},
         scrape=ScrapeState(),
@@ -105,6 +106,8 @@ def test_latency_freshness_and_counts_follow_the_stats():
     assert reg.get_sample_value("kpi_alerts_sent_total", {"sink": "slack"}) == 3
     assert reg.get_sample_value("kpi_alerts_failed_total", {"sink": "webhook"}) == 1
     assert reg.get_sample_value("kpi_worker_entities", {"group": "leads"}) == 7
+    assert reg.get_sample_value("kpi_entities_retired_total") == 3
+    assert reg.get_sample_value("kpi_label_over_cap_total", {"label": "rep"}) == 9
     assert reg.get_sample_value("kpi_worker_partitions", {"group": "leads"}) == 2
     assert reg.get_sample_value("kpi_worker_consuming") == 0
     assert len(LATENCY_BUCKETS_S) + 1 == len(stats.latency.counts)
