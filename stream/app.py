@@ -154,8 +154,8 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
             started = time.monotonic()
             count = ctx.engine.rebuild(group, fresh, _table_items(table), int(time.time() * 1000), StoreReader(table))
             log.info(
-                "%s: rebuilt aggregates of partitions %s from %d entities in %.2fs",
-                group, sorted(fresh), count, time.monotonic() - started,
+                "%s: rebuilt aggregates of partitions %s from %d entities in %.2fs (%d archived rows skipped so far)",
+                group, sorted(fresh), count, time.monotonic() - started, ctx.engine.archived_rows_skipped,
             )
         ctx.built[group] = active
 

@@ -85,10 +85,11 @@ class Deployment:
         self.app_id = f"test-{tag}"
         self.prefix = f"test-{tag}."
         self.tmp = tmp_path
+        self.bootstrap = env.pop("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)  # a test's private broker, if any
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "KPI_APP_ID": self.app_id,
             "KPI_TOPIC_PREFIX": self.prefix,
             "KPI_PARTITIONS": str(PARTITIONS),
@@ -98,7 +99,7 @@ class Deployment:
             **env,
         }
         self.workers: list[WorkerProcess] = []
-        asyncio.run(_ensure_topics(self.prefix))
+        asyncio.run(_ensure_topics(self.prefix, self.bootstrap))
 
     def start_worker(self, wait: bool = True, **env: str) -> WorkerProcess:
         worker = WorkerProcess(self, free_port(), {**self.env, **env})
@@ -109,10 +110,10 @@ class Deployment:
 
     def produce(self, messages: list[tuple[str, str | None, bytes]]) -> None:
         """Produce (topic suffix, key, value) in order, acks=all."""
-        asyncio.run(_produce(self.prefix, messages))
+        asyncio.run(_produce(self.prefix, messages, self.bootstrap))
 
     def consume_deadletters(self, expected: int, timeout: float = 30.0) -> list[dict]:
-        return asyncio.run(_consume(self.prefix + "deadletter", expected, timeout))
+        return asyncio.run(_consume(self.prefix + "deadletter", expected, timeout, self.bootstrap))
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -127,7 +128,7 @@ class WorkerProcess:
         env = {**env, "KPI_WEB_PORT": str(port)}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", os.environ.get("KPI_TEST_WORKER_LOGLEVEL", "warning")],
             cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -203,16 +204,16 @@ def make_deployment(stack, tmp_path):
         dep.stop()
 
 
-async def _ensure_topics(prefix: str) -> None:
+async def _ensure_topics(prefix: str, bootstrap: str = BOOTSTRAP) -> None:
     from stream.stack import ensure_topics
 
-    await ensure_topics(BOOTSTRAP, prefix, PARTITIONS)
+    await ensure_topics(bootstrap, prefix, PARTITIONS)
 
 
-async def _produce(prefix: str, messages) -> None:
+async def _produce(prefix: str, messages, bootstrap: str = BOOTSTRAP) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True, max_request_size=2 * 1024 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
         futures = [
@@ -224,10 +225,10 @@ async def _produce(prefix: str, messages) -> None:
         await producer.stop()
 
 
-async def _consume(topic: str, expected: int, timeout: float) -> list[dict]:
+async def _consume(topic: str, expected: int, timeout: float, bootstrap: str = BOOTSTRAP) -> list[dict]:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     records: list[dict] = []
     try:

@@ -25,6 +25,7 @@ from stream.kpi.windows import DayCalendar, minute_of
 log = logging.getLogger(__name__)
 
 GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals"}
+TOPICS_OF_GROUP = {"leads": ("leads", "calls"), "deals": ("deals",)}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Entity).decode
 ARCHIVE_PREFIX = "A:"  # the per-partition record of retired entities' all-time totals
@@ -130,6 +131,7 @@ class KpiEngine:
         self.reps = LabelCap(config.max_reps)
         self.teams = LabelCap(config.max_teams)
         self.retired = 0  # entities removed from the table by retire()
+        self.archived_rows_skipped = 0  # rows a rebuild found already archived (a crash hit between the two writes)
 
     # --- partition lifecycle ----------------------------------------------------------------------
     def partition(self, group: str, partition: int) -> PartitionState:
@@ -173,14 +175,15 @@ class KpiEngine:
             if entity.partition not in wanted:
                 continue
             state = self.partitions[(group, entity.partition)]
-            if retirable(key, entity, state.archive.cutoff):
-                continue  # already in the archive; its row is deleted by the next retirement
-            state.entities += 1
-            count += 1
             for fact in entity.facts:
                 topic = TOPIC_OF_TYPE[fact.kind]
                 if fact.ts > state.watermarks.get(topic, -(2**62)):
                     state.watermarks[topic] = fact.ts
+            if retirable(key, entity, state.archive.cutoff):
+                self.archived_rows_skipped += 1
+                continue  # already in the archive; its row is deleted by the next retirement
+            state.entities += 1
+            count += 1
             added = contributions_of(key, entity)
             state.aggregates.apply(added, +1)
             for listener in self.listeners:
@@ -291,9 +294,18 @@ class KpiEngine:
         """Partitions of ``group`` whose retirement cutoff moved since their last scan -> new cutoff."""
         targets = {}
         for (g, p), state in self.partitions.items():
-            now = state.watermark() if self.config.event_clock else wall_ms
-            if g != group or now is None or state.pending_retirement is not None:
+            if g != group or state.pending_retirement is not None:
                 continue
+            if self.config.event_clock:
+                # The slowest topic's watermark: an event it still accepts (too_late allows 25 h back
+                # from its own watermark) must never meet an entity already retired. A topic not seen
+                # yet in this partition could still deliver anything, so nothing retires until it is.
+                marks = [state.watermarks.get(t) for t in TOPICS_OF_GROUP[group]]
+                if None in marks:
+                    continue
+                now = min(marks)
+            else:
+                now = wall_ms
             cutoff = (now - self._retention_ms) // DAY_MS * DAY_MS  # whole days: at most one scan a day
             # Once per cutoff and after every rebuild (which resets scanned_cutoff): the rows a crash
             # left behind after their archive was written are found again and deleted.

@@ -14,23 +14,11 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import PARTITIONS, wait_for
-from tests.oracle.batch_kpis import (
-    compute_kpis,
-    drop_too_late,
-    event_clock_now,
-    kafka_partition,
-    load_roster_yaml,
-)
+from tests.integration.checks import oracle_answers, spec_part as _spec_part
 from tests.oracle.compare import assert_same
 from tests.oracle.messy_log import make_messy_log, roster_yaml
 
 pytestmark = pytest.mark.integration
-SPEC_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
-
-
-def _spec_part(doc: dict) -> dict:
-    assert "incomplete" not in doc, doc.get("incomplete")
-    return {k: doc[k] for k in SPEC_KEYS}
 
 
 def _processed(workers) -> float:
@@ -84,11 +72,6 @@ def test_messy_log_matches_batch_oracle(make_deployment, tmp_path, workers, time
     dep.produce([(topic, key, json.dumps(event).encode()) for topic, key, event in log])
     wait_for(lambda: _processed(running) >= len(log), 120, what="messy log processed")
 
-    accepted = drop_too_late([(topic, kafka_partition(key, PARTITIONS), event) for topic, key, event in log])
-    assert len(accepted) < len(log), "the log must contain too-late events"
-    now = event_clock_now(accepted)
-    roster = load_roster_yaml(str(roster_file))
-    for window in ("all", "1h", "24h", "today", "month"):
-        expected = compute_kpis(accepted, window, now, timezone=timezone, roster=roster)
+    for window, expected in oracle_answers(log, roster_file, timezone).items():
         for w in running:  # every worker answers with the global numbers
             assert_same(_spec_part(w.kpis(window)), expected, path=f"{window}@{w.port}")
