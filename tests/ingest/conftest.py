@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
@@ -13,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from stream.ingest.service import ingest_service
 from tests.conftest import BOOTSTRAP
 from tests.ingest.helpers import FakeHubSpotCrm, settings_for
+from tests.ingest.private_broker import PrivateBroker
 
 TOKEN = "ingest-test-token"
 HUBSPOT_SECRET = "hs-test-secret"
@@ -53,16 +56,36 @@ async def hubspot_crm():
     await server.close()
 
 
-@pytest.fixture
-async def ingest(deployment, hubspot_crm):
-    """The ingest service on the shared broker with the deployment's topics, token auth and HubSpot wired."""
-    settings = settings_for(BOOTSTRAP, deployment.prefix, kpi_ingest_token=TOKEN,
-                            kpi_ingest_max_body_bytes=512 * 1024, hubspot_client_secret=HUBSPOT_SECRET,
-                            hubspot_access_token=hubspot_crm.token, hubspot_api_url=hubspot_crm.url)
+@asynccontextmanager
+async def running_ingest(prefix: str, bootstrap: str = BOOTSTRAP, **overrides: Any) -> AsyncIterator[IngestClient]:
+    """The ingest service in this process, on a free port, connected to Kafka; a client for it."""
+    settings = settings_for(bootstrap, prefix, **{"kpi_ingest_token": TOKEN, **overrides})
     async with ingest_service(settings) as service:
         assert await service.producer.wait_available(30), service.producer.down_reason
         server = TestServer(service.app, host="127.0.0.1")
         await server.start_server()
-        async with aiohttp.ClientSession() as session:
-            yield IngestClient(server, session, service, deployment.prefix)
-        await server.close()
+        try:
+            async with aiohttp.ClientSession() as session:
+                yield IngestClient(server, session, service, prefix)
+        finally:
+            await server.close()
+
+
+@pytest.fixture
+async def ingest(deployment, hubspot_crm):
+    """The ingest service on the shared broker with the deployment's topics, token auth and HubSpot wired."""
+    async with running_ingest(deployment.prefix, kpi_ingest_max_body_bytes=512 * 1024,
+                              hubspot_client_secret=HUBSPOT_SECRET, hubspot_access_token=hubspot_crm.token,
+                              hubspot_api_url=hubspot_crm.url) as client:
+        yield client
+
+
+@pytest.fixture
+async def private_broker(stack, tmp_path):
+    """A started broker of this test's own, killed at the end."""
+    broker = PrivateBroker(tmp_path / "stack", "ingest-down.")
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.kill)

@@ -3,6 +3,7 @@ topic with the right key, every rejection reason is reported, auth, oversize and
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -11,7 +12,7 @@ import pytest
 from stream.events import REASONS
 from stream.ingest.hubspot import signature_v3
 from tests.conftest import BOOTSTRAP
-from tests.ingest.conftest import HUBSPOT_SECRET
+from tests.ingest.conftest import HUBSPOT_SECRET, running_ingest
 from tests.ingest.helpers import count_messages, read_topics, ts
 
 pytestmark = pytest.mark.integration
@@ -188,3 +189,22 @@ async def test_hubspot_crm_outage_answers_503_and_produces_nothing(ingest, hubsp
     assert answer.status == 503 and answer.headers["Retry-After"] == "5"
     assert answer.doc["error"] == "enrichment_unavailable"
     assert await count_messages(BOOTSTRAP, _topics(ingest.prefix)) == 0
+
+
+async def test_in_flight_is_bounded(deployment):
+    """More events waiting for Kafka's acknowledgement than KPI_INGEST_MAX_IN_FLIGHT: 503 + Retry-After;
+    a single request that could never fit: 413. What was accepted is exactly what is on the topics."""
+    async with running_ingest(deployment.prefix, kpi_ingest_max_in_flight=10) as ingest:
+        too_many = await ingest.post("/ingest/events", [_ev(f"t{i}", "lead.created", lead_id=f"T{i}") for i in range(11)])
+        assert too_many.status == 413 and too_many.doc["error"] == "too_many_events"
+
+        def batch(n: int) -> list:
+            return [_ev(f"c{n}-{i}", "lead.created", lead_id=f"C{n}-{i}") for i in range(8)]
+
+        answers = await asyncio.gather(*(ingest.post("/ingest/events", batch(n)) for n in range(20)))
+        busy = [a for a in answers if a.status == 503]
+        assert busy and all(a.doc["error"] == "at_capacity" and a.headers["Retry-After"] == "1" for a in busy)
+        accepted = sum(a.doc["accepted"] for a in answers if a.status == 202)
+        assert accepted == 8 * (len(answers) - len(busy)) > 0
+        assert ingest.service.producer.in_flight == 0
+    assert await count_messages(BOOTSTRAP, _topics(deployment.prefix)) == accepted
