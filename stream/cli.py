@@ -108,6 +108,60 @@ def replay(path: str, speed: float | None) -> None:
     sys.exit(replay_main(_settings(), path, speed))
 
 
+# --- getting data in (stream/ingest, stream/importers) ----------------------------------------------
+@main.command()
+@click.option("--port", type=int, help="Overrides KPI_INGEST_PORT.")
+@click.option("--host", help="Overrides KPI_INGEST_HOST (a non-loopback address needs KPI_INGEST_TOKEN).")
+def ingest(port: int | None, host: str | None) -> None:
+    """Serve POST /ingest/events and /ingest/hubspot: validate like the worker, produce to Kafka."""
+    from stream.ingest.service import ingest_main
+
+    sys.exit(ingest_main(_settings(kpi_ingest_port=port, kpi_ingest_host=host)))
+
+
+@main.group("import")
+def import_() -> None:
+    """Turn CSV exports into contract-event JSON Lines (time-ordered, ready for `replay`)."""
+
+
+_import_options = [
+    click.option("--out", "-o", default="-", show_default=True, help="Output JSON Lines file (- = stdout)."),
+    click.option("--tz", default="UTC", show_default=True, help="Time zone of the CSV's naive dates and times."),
+    click.option("--time-of-day", default="00:00", show_default=True, help="Time given to date-only fields."),
+    click.option("--stage", default=None, help="Open stage of created deals (default: see docs/ingest.md)."),
+]
+
+
+def _with_import_options(func):
+    for option in reversed(_import_options):
+        func = option(func)
+    return func
+
+
+@import_.command("olist")
+@click.argument("leads", type=click.Path(exists=True, dir_okay=False))
+@click.argument("deals", type=click.Path(exists=True, dir_okay=False))
+@_with_import_options
+def import_olist(leads, deals, out, tz, time_of_day, stage) -> None:
+    """Olist marketing funnel: LEADS.csv (MQLs) and DEALS.csv (closed deals)."""
+    from stream.importers.run import import_main
+
+    sys.exit(import_main(_settings(), "olist", (leads, deals), out=out, tz=tz, time_of_day=time_of_day, stage=stage))
+
+
+@import_.command("maven-crm")
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.argument("teams", type=click.Path(exists=True, dir_okay=False))
+@click.option("--products", type=click.Path(exists=True, dir_okay=False), help="products.csv: list prices for open deals.")
+@_with_import_options
+def import_maven(pipeline, teams, products, out, tz, time_of_day, stage) -> None:
+    """Maven CRM: PIPELINE.csv (opportunities) and TEAMS.csv (agent -> manager)."""
+    from stream.importers.run import import_main
+
+    sys.exit(import_main(_settings(), "maven-crm", (pipeline, teams), out=out, tz=tz, time_of_day=time_of_day,
+                         stage=stage, products=products))
+
+
 # --- reading KPIs -----------------------------------------------------------------------------------
 @main.command()
 @click.option("--window", type=click.Choice(["1h", "24h", "today", "month", "all"]), default="today", show_default=True)

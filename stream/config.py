@@ -64,6 +64,23 @@ class Settings(BaseModel):
     kpi_max_teams: int = Field(500, ge=1)
     kpi_retire_scan_seconds: float = Field(600, gt=0)  # how often the tables are scanned for quiet entities
 
+    # --- ingest service (`kpi-monitor ingest`, stream/ingest/) ------------------------------------
+    kpi_ingest_host: str = "127.0.0.1"
+    kpi_ingest_port: int = Field(6070, ge=0, le=65535)
+    kpi_ingest_token: SecretStr | None = None  # bearer token for POST /ingest/*; required off loopback
+    kpi_ingest_max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    kpi_ingest_max_in_flight: int = Field(20_000, gt=0)  # events handed to Kafka and not yet acknowledged
+    kpi_ingest_produce_timeout_seconds: float = Field(5.0, gt=0)  # longer than this: 503, Kafka is down
+    hubspot_client_secret: SecretStr | None = None  # verifies X-HubSpot-Signature-v3 when set
+    hubspot_access_token: SecretStr | None = None  # private-app token for the CRM v3 objects API
+    hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_webhook_url: str | None = None  # the public URL HubSpot posts to (it signs that URL)
+    hubspot_stage_map: str = (
+        "appointmentscheduled=prospecting,qualifiedtobuy=qualification,presentationscheduled=proposal,"
+        "decisionmakerboughtin=proposal,contractsent=negotiation,closedwon=won,closedlost=lost"
+    )
+    hubspot_cache_seconds: float = Field(300, ge=0)
+
     @field_validator("kpi_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -111,6 +128,10 @@ class Settings(BaseModel):
     @property
     def web_url(self) -> str:
         return f"http://{self.kpi_web_host}:{self.kpi_web_port}"
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://{self.kpi_ingest_host}:{self.kpi_ingest_port}"
 
     # The stack manager takes duck-typed settings with these plain names.
     @property

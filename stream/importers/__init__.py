@@ -1,0 +1,1 @@
+"""CSV exports → contract-event JSON Lines (``kpi-monitor import …``), written in time order for replay."""
