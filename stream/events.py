@@ -262,6 +262,13 @@ class EventValidator:
         """Decode and check one message; ``topic_suffix`` (leads/calls/deals) checks it came on the right topic."""
         if len(raw) > self.max_bytes:
             raise InvalidEvent("oversize", f"message is {len(raw)} bytes; the limit is {self.max_bytes}")
+        # msgspec checks UTF-8 only in the strings it decodes: bad bytes in an ignored extra field or key
+        # would pass. The whole message must be UTF-8 (RFC 8259 section 8.1); ASCII, the usual case, is free.
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidEvent("not_json", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
         try:
             event = self._decoder.decode(raw)
         except msgspec.ValidationError as exc:

@@ -78,6 +78,8 @@ def check_outcome(data: bytes, topic: str | None = None, wall_ms: int | None = W
         assert len(exc.detail) < 1100
         return None
     assert isinstance(event, Event) and event.type in EVENT_TYPES
+    data.decode("utf-8")  # accepted messages are UTF-8 throughout, ignored fields included
+    assert VALIDATOR.validate(encode_event(event), wall_ms=None) == event  # and mean what they say
     return event
 
 

@@ -203,6 +203,11 @@ INVALID_UTF8_IN_STRINGS = {
     "in-type": b'{"type": "\xff"}',
     "in-source": raw("lead.created", source="@@").replace(b"@@", b"\x80"),
     "encoded-surrogate": raw("lead.touched", rep_id="@@").replace(b"@@", b"\xed\xa0\x80"),
+    # msgspec does not decode the strings of fields it ignores, so these used to be accepted.
+    "in-unknown-field": raw("lead.created", note="@@").replace(b"@@", b"\xff"),
+    "in-unknown-key": raw("lead.created", note="x").replace(b"note", b"n\xc3\x28te"),
+    "overlong-slash-in-unknown-field": raw("lead.created", note="@@").replace(b"@@", b"\xc0\xaf"),
+    "above-u10ffff-in-unknown-list": raw("lead.created", tags=["@@"]).replace(b"@@", b"\xf4\x90\x80\x80"),
 }
 
 
