@@ -149,12 +149,20 @@ valid_events = st.one_of(
 )
 
 
+# Valid and invalid UTF-8 sequences that are otherwise fine inside a JSON string (no quote, no control byte).
+utf8_pieces = st.lists(
+    st.sampled_from([b"a", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x99\x82", b"\xff", b"\xc3", b"\x80", b"\xc0\xaf",
+                     b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"]),
+    max_size=6,
+).map(b"".join)
+
+
 @st.composite
 def mutated(draw, source: st.SearchStrategy[bytes]) -> bytes:
     """A valid message damaged the way transports and buggy producers damage bytes."""
     data = bytearray(draw(source))
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "duplicate", "replace-token"]))
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "duplicate", "replace-token", "extra-field"]))
         at = draw(st.integers(min_value=0, max_value=max(0, len(data) - 1)))
         if kind == "flip" and data:
             data[at] ^= 1 << draw(st.integers(min_value=0, max_value=7))
@@ -166,6 +174,8 @@ def mutated(draw, source: st.SearchStrategy[bytes]) -> bytes:
             del data[at:at + draw(st.integers(min_value=1, max_value=10))]
         elif kind == "duplicate":
             data[at:at] = data[at:at + draw(st.integers(min_value=1, max_value=40))]
+        elif kind == "extra-field" and data.endswith(b"}"):  # raw bytes where the decoder only skips
+            data[-1:] = b',"' + draw(utf8_pieces) + b'":"' + draw(utf8_pieces) + b'"}'
         elif kind == "replace-token":
             token = draw(st.sampled_from([b'"USD"', b'"email"', b'"prospecting"', b"Z\"", b'"lead.created"', b'"deal.won"', b":", b"0"]))
             data = bytearray(bytes(data).replace(token, draw(st.sampled_from([b'"EUR"', b'"fax"', b'"won"', b'"', b'"lead.x"', b"null", b"-1", b"1e400"])), 1))
