@@ -257,6 +257,7 @@ class EventValidator:
         self.future_tolerance_ms = int(future_tolerance_s * 1000)
         self._decoder = msgspec.json.Decoder(AnyEvent)
         self._amount_decoder = msgspec.json.Decoder(_AmountAsSent)
+        self._syntax_checker = msgspec.json.Decoder(msgspec.Raw)
 
     def validate(self, raw: bytes, topic_suffix: str | None = None, *, wall_ms: int | None = None) -> Event:
         """Decode and check one message; ``topic_suffix`` (leads/calls/deals) checks it came on the right topic."""
@@ -272,6 +273,9 @@ class EventValidator:
         try:
             event = self._decoder.decode(raw)
         except msgspec.ValidationError as exc:
+            # msgspec stops at the first field that does not fit, before reading the rest: `{}}` would be
+            # "no type" and `{"type": "x"} garbage` an unknown type, though neither is JSON. Syntax first.
+            self._require_json_syntax(raw)
             raise _classify(exc) from None
         except msgspec.DecodeError as exc:
             raise InvalidEvent("not_json", f"not valid JSON: {exc}") from None
@@ -281,6 +285,15 @@ class EventValidator:
             raise InvalidEvent("not_json", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
         self._check(event, raw, topic_suffix, wall_ms)
         return event
+
+    def _require_json_syntax(self, raw: bytes) -> None:
+        # Decoding as Raw only walks the text: no objects are built, no number is converted.
+        try:
+            self._syntax_checker.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise InvalidEvent("not_json", f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidEvent("not_json", "JSON nested too deeply") from None
 
     def _check(self, event: Event, raw: bytes, topic_suffix: str | None, wall_ms: int | None) -> None:
         ts_ms = epoch_ms(event.occurred_at)

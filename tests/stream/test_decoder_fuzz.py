@@ -68,6 +68,10 @@ def fuzz_property(examples: int, *strategies):
     return decorate
 
 
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def check_outcome(data: bytes, topic: str | None = None, wall_ms: int | None = WALL_MS) -> Event | None:
     """Validate and assert the contract of the outcome; the event, or None when it was refused."""
     try:
@@ -76,6 +80,8 @@ def check_outcome(data: bytes, topic: str | None = None, wall_ms: int | None = W
         assert exc.reason in REASONS and exc.reason != "too_late"  # too_late is the engine's verdict
         assert isinstance(exc.detail, str) and exc.detail and exc.detail.isprintable()
         assert len(exc.detail) < 1100
+        if exc.reason not in ("oversize", "not_json"):  # syntax is checked first: anything else is real JSON
+            json.loads(data.decode("utf-8"), parse_constant=_no_constants)
         return None
     assert isinstance(event, Event) and event.type in EVENT_TYPES
     data.decode("utf-8")  # accepted messages are UTF-8 throughout, ignored fields included

@@ -116,7 +116,11 @@ REJECTED = [
     ("infinity-literal", raw("deal.won").replace(b"12500.5", b"Infinity"), None, None, "not_json"),
     ("minus-infinity-literal", raw("deal.won").replace(b"12500.5", b"-Infinity"), None, None, "not_json"),
     ("single-quotes", b"{'event_id': 'x'}", None, None, "not_json"),
-    ("deep-array-top-level", b"[" * 60_000, None, None, "not_object"),
+    # Syntax is checked before shape: an unclosed (or too deep) array is not JSON before it is not an object.
+    ("deep-array-top-level", b"[" * 60_000, None, None, "not_json"),
+    ("trailing-garbage-after-empty-object", b"{}}", None, None, "not_json"),
+    ("trailing-garbage-after-unknown-type", raw("lead.created", type="lead.x") + b" x", None, None, "not_json"),
+    ("shallow-array-top-level", b"[" * 300 + b"]" * 300, None, None, "not_object"),
     ("array", b"[1, 2]", None, None, "not_object"),
     ("string", b'"lead.created"', None, None, "not_object"),
     ("null", b"null", None, None, "not_object"),
