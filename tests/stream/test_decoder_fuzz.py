@@ -81,7 +81,7 @@ def check_outcome(data: bytes, topic: str | None = None, wall_ms: int | None = W
         assert isinstance(exc.detail, str) and exc.detail and exc.detail.isprintable()
         assert len(exc.detail) < 1100
         if exc.reason not in ("oversize", "not_json"):  # syntax is checked first: anything else is real JSON
-            json.loads(data.decode("utf-8"), parse_constant=_no_constants)
+            json.loads(data.decode("utf-8"), parse_constant=_no_constants, parse_int=str, parse_float=str)
         return None
     assert isinstance(event, Event) and event.type in EVENT_TYPES
     data.decode("utf-8")  # accepted messages are UTF-8 throughout, ignored fields included
