@@ -376,7 +376,10 @@ def _empty_and_tombstones(g: _Gen) -> BadMessage:
     etype, _ = g.doc()
     value = g.rng.choice([None, b"", b" ", b"\n", b"\r\n\t ", b"{", b"}", b"{}}", b"{{}", b"{,}", b'{"a"}', b"{'a': 1}",
                           b"undefined", b"None"])
-    return g.message("empty_and_tombstones", TOPIC_OF_TYPE[etype], value, "not_json")
+    message = g.message("empty_and_tombstones", TOPIC_OF_TYPE[etype], value, "not_json")
+    if value is None and message.key is None:  # Kafka: a tombstone is a key with a null value
+        message = BadMessage(message.topic, f"K{g.n:06d}".encode(), None, message.reason, message.category)
+    return message
 
 
 def _wrong_currency_stage_topic(g: _Gen) -> BadMessage:
