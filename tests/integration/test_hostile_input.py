@@ -288,6 +288,23 @@ def run_hostile_corpus(make_deployment, tmp_path, *, seed, bad_count, huge, n_le
         asyncio.run(_delete_topics([dep.prefix + n for n in ("leads", "calls", "deals", "deadletter")]))
 
 
+def test_topics_take_values_up_to_max_value_bytes_and_no_more(deployment):
+    """The corpus's largest message is the largest the 1 MiB topics accept (so "up to the broker's maximum")."""
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    async def send(size: int):
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", max_request_size=2 * 1024 * 1024)
+        await producer.start()
+        try:
+            return await (await producer.send(deployment.prefix + "leads", b"x" * size))
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(send(MAX_VALUE_BYTES)).offset >= 0
+    with pytest.raises(MessageSizeTooLargeError):
+        asyncio.run(send(MAX_VALUE_BYTES + 1))
+
+
 def test_hostile_corpus_is_dead_lettered_and_valid_events_count_exactly(make_deployment, tmp_path, record_property):
     figures = run_hostile_corpus(make_deployment, tmp_path, seed=7, bad_count=10_000, huge=4, n_leads=300, n_deals=120,
                                  timeout=180)

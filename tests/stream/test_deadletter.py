@@ -104,3 +104,11 @@ def test_a_detail_that_is_not_utf8_or_huge_never_breaks_the_record():
     rec = record(b"x", reason="internal_error", detail="bad \ud800 surrogate " + "d" * 100_000, topic="t\udcff")
     assert rec["detail"].startswith("bad \\ud800 surrogate ddd") and len(rec["detail"]) <= DETAIL_LIMIT + 3
     assert rec["topic"] == "t\\udcff"
+
+
+def test_worst_case_record_fits_the_workers_producer():
+    # JSON escapes a control character as \u00XX: 64 KiB of them is the largest payload text there is. The
+    # worker's Faust producer refuses requests over 1,000,000 bytes (producer_max_request_size).
+    raw = b"\x01" * (1024 * 1024)
+    encoded = deadletter_record(raw, reason="oversize", detail="d" * 100_000, topic="t" * 249, partition=0, offset=0)
+    assert 6 * PAYLOAD_LIMIT < len(encoded) < 1_000_000 - 1024
