@@ -85,7 +85,8 @@ def build_corpus(seed: int, bad_count: int, huge: int, n_leads: int, n_deals: in
         else:
             topic, key, event = item
             valid_positions[id(event)] = len(entries)
-            entries.append((topic, key.encode(), json.dumps(event).encode()))
+            # Raw UTF-8, not \u escapes: emoji, CJK, U+2028 and DEL in names reach the worker as they are.
+            entries.append((topic, key.encode(), json.dumps(event, ensure_ascii=False).encode()))
     rejected: list[dict] = []
     accepted = drop_too_late([(t, kafka_partition(k, PARTITIONS), e) for t, k, e in log], rejected)
     for event in rejected:
