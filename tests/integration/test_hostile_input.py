@@ -95,15 +95,24 @@ def build_corpus(seed: int, bad_count: int, huge: int, n_leads: int, n_deals: in
 
 
 # ------------------------------------------------------------------------------------------ kafka io --
+# Headers are input too: the worker must ignore them, however odd (Faust reads some of its own by name).
+HOSTILE_HEADERS = [("", b""), ("x-evil\u0000\n", b"\xff" * 64), ("X-Faust-Key-Type", b"\x00garbage"),
+                   ("content-type", b"application/x-java-serialized-object"), ("h" * 300, b"v" * 4096)]
+
+
 async def _produce(prefix: str, entries) -> list[tuple[str, int, int]]:
-    """Produce in order (acks=all, idempotent); the (topic, partition, offset) each message got."""
+    """Produce in order (acks=all, idempotent), every 7th message with hostile headers; (topic, partition,
+    offset) of each message."""
     producer = AIOKafkaProducer(
         bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True, linger_ms=20,
         max_request_size=2 * 1024 * 1024,  # a 1 MiB value plus the request's own overhead
     )
     await producer.start()
     try:
-        futures = [await producer.send(prefix + topic, value, key=key) for topic, key, value in entries]
+        futures = [
+            await producer.send(prefix + topic, value, key=key, headers=HOSTILE_HEADERS if i % 7 == 3 else None)
+            for i, (topic, key, value) in enumerate(entries)
+        ]
         sent = await asyncio.gather(*futures)
     finally:
         await producer.stop()
