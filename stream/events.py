@@ -331,7 +331,6 @@ class EventValidator:
                 "wrong_topic", f"`{event.type}` belongs on the {TOPIC_OF_TYPE[event.type]} topic, not {topic_suffix}"
             )
 
-
     def _check_amount_text(self, raw: bytes) -> None:
         # The decoded Decimal no longer shows how the amount was written, so read the field once more as
         # raw JSON: a second msgspec pass over a message of at most 64 KiB, only for events with an amount.
