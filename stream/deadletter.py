@@ -9,6 +9,9 @@ from datetime import datetime, timezone
 import orjson
 
 PAYLOAD_LIMIT = 64 * 1024
+# The record must fit the dead-letter topic whatever the detail says: a payload of 64 KiB of control characters
+# is at most 6 x 64 KiB once JSON-escaped, and the detail is cut here, so a record stays well under 1 MiB.
+DETAIL_LIMIT = 4096
 
 
 def deadletter_record(
@@ -21,7 +24,10 @@ def deadletter_record(
     offset: int,
     now: datetime | None = None,
 ) -> bytes:
-    """The JSON record for the dead-letter topic; the payload is text when it is UTF-8, else base64."""
+    """The JSON record for the dead-letter topic; the payload is text when it is UTF-8, else base64.
+
+    Never fails, whatever the bytes and the strings: the worker calls it for input it could not handle.
+    """
     head = raw[:PAYLOAD_LIMIT]
     try:
         payload, encoding = head.decode("utf-8"), "utf-8"
@@ -29,9 +35,9 @@ def deadletter_record(
         payload, encoding = base64.b64encode(head).decode("ascii"), "base64"
     return orjson.dumps(
         {
-            "reason": reason,
-            "detail": detail,
-            "topic": topic,
+            "reason": _utf8(reason),
+            "detail": _cut(_utf8(detail), DETAIL_LIMIT),
+            "topic": _utf8(topic),
             "partition": partition,
             "offset": offset,
             "size": len(raw),
@@ -42,3 +48,12 @@ def deadletter_record(
             "dead_lettered_at": (now or datetime.now(timezone.utc)).isoformat(),
         }
     )
+
+
+def _utf8(text: str) -> str:
+    # A lone surrogate (possible in a str built from an exception message) is not UTF-8: orjson would raise.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -178,15 +178,41 @@ def epoch_ms(ts: datetime) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Money is below 10^16 with at most 20 decimal places: beyond that a value is a data error (1e300, 1e-999999999,
+# a 60,000-digit fraction), and the bound keeps every stored amount short and every sum exact enough.
+_MAX_AMOUNT_ADJUSTED_EXPONENT = 15
+_MIN_AMOUNT_EXPONENT = -20
+# A decimal string is what a JSON number would be, quoted: ASCII digits, optional sign, point and exponent.
+# Python's Decimal() alone would also take " 12 ", "1_000", "+5" and non-ASCII digits ("\u0661" is 1).
+_DECIMAL_TEXT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 # Sales events from before 1990 or after 2199 are data errors, not history or plans.
 _MIN_TS_MS = epoch_ms(datetime(1990, 1, 1, tzinfo=timezone.utc))
 _MAX_TS_MS = epoch_ms(datetime(2200, 1, 1, tzinfo=timezone.utc))
 
 
+DETAIL_MAX_CHARS = 1000
+
+
+def one_line(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
+    """``text`` as one line of printable characters, at most ``limit`` long (plus a note of what was cut).
+
+    Details quote the offending input (msgspec's "Invalid value '...'"), and they end up in log lines and
+    alert messages: a raw newline would forge a log line, an ANSI escape recolour a terminal, a bidi
+    override reorder what a reader sees, and a 60,000-digit number bury the rest. Those characters are
+    shown as Python escapes (``\\n``, ``\\x1b``, ``\\u202e``) instead.
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text
+
+
 class InvalidEvent(Exception):
-    """An event that cannot be applied; ``reason`` is one of REASONS."""
+    """An event that cannot be applied; ``reason`` is one of REASONS, ``detail`` one printable line."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = one_line(detail)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -231,14 +257,26 @@ class EventValidator:
         self.max_bytes = max_bytes
         self.future_tolerance_ms = int(future_tolerance_s * 1000)
         self._decoder = msgspec.json.Decoder(AnyEvent)
+        self._amount_decoder = msgspec.json.Decoder(_AmountAsSent)
+        self._syntax_checker = msgspec.json.Decoder(msgspec.Raw)
 
     def validate(self, raw: bytes, topic_suffix: str | None = None, *, wall_ms: int | None = None) -> Event:
         """Decode and check one message; ``topic_suffix`` (leads/calls/deals) checks it came on the right topic."""
         if len(raw) > self.max_bytes:
             raise InvalidEvent("oversize", f"message is {len(raw)} bytes; the limit is {self.max_bytes}")
+        # msgspec checks UTF-8 only in the strings it decodes: bad bytes in an ignored extra field or key
+        # would pass. The whole message must be UTF-8 (RFC 8259 section 8.1); ASCII, the usual case, is free.
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidEvent("not_json", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
         try:
             event = self._decoder.decode(raw)
         except msgspec.ValidationError as exc:
+            # msgspec stops at the first field that does not fit, before reading the rest: `{}}` would be
+            # "no type" and `{"type": "x"} garbage` an unknown type, though neither is JSON. Syntax first.
+            self._require_json_syntax(raw)
             raise _classify(exc) from None
         except msgspec.DecodeError as exc:
             raise InvalidEvent("not_json", f"not valid JSON: {exc}") from None
@@ -246,10 +284,19 @@ class EventValidator:
             raise InvalidEvent("not_json", "JSON nested too deeply") from None
         except UnicodeDecodeError as exc:
             raise InvalidEvent("not_json", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
-        self._check(event, topic_suffix, wall_ms)
+        self._check(event, raw, topic_suffix, wall_ms)
         return event
 
-    def _check(self, event: Event, topic_suffix: str | None, wall_ms: int | None) -> None:
+    def _require_json_syntax(self, raw: bytes) -> None:
+        # Decoding as Raw only walks the text: no objects are built, no number is converted.
+        try:
+            self._syntax_checker.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise InvalidEvent("not_json", f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidEvent("not_json", "JSON nested too deeply") from None
+
+    def _check(self, event: Event, raw: bytes, topic_suffix: str | None, wall_ms: int | None) -> None:
         ts_ms = epoch_ms(event.occurred_at)
         if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
             raise InvalidEvent("bad_timestamp", f"`occurred_at` {event.occurred_at.isoformat()} is outside 1990..2199")
@@ -261,10 +308,17 @@ class EventValidator:
                 )
         amount = getattr(event, "amount", None)
         if amount is not None:
-            if not amount.is_finite() or amount.adjusted() > 15:
-                raise InvalidEvent("invalid_amount", f"`amount` must be a finite number below 10^16, got {amount}")
+            if (
+                not amount.is_finite()
+                or amount.adjusted() > _MAX_AMOUNT_ADJUSTED_EXPONENT
+                or amount.as_tuple().exponent < _MIN_AMOUNT_EXPONENT  # type: ignore[operator]
+            ):
+                raise InvalidEvent(
+                    "invalid_amount", f"`amount` must be a finite number below 10^16 with at most 20 decimals, got {amount}"
+                )
             if amount < 0:
                 raise InvalidEvent("negative_amount", f"`amount` must be >= 0, got {amount}")
+            self._check_amount_text(raw)
         currency = getattr(event, "currency", None)
         if currency is not None and currency != self.currency:
             raise InvalidEvent("wrong_currency", f"`currency` is {currency!r}; the reporting currency is {self.currency}")
@@ -277,6 +331,21 @@ class EventValidator:
             raise InvalidEvent(
                 "wrong_topic", f"`{event.type}` belongs on the {TOPIC_OF_TYPE[event.type]} topic, not {topic_suffix}"
             )
+
+    def _check_amount_text(self, raw: bytes) -> None:
+        # The decoded Decimal no longer shows how the amount was written, so read the field once more as
+        # raw JSON: a second msgspec pass over a message of at most 64 KiB, only for events with an amount.
+        sent = bytes(self._amount_decoder.decode(raw).amount)
+        if sent.startswith(b'"'):
+            text = msgspec.json.decode(sent, type=str)
+            if not _DECIMAL_TEXT.fullmatch(text):
+                raise InvalidEvent("invalid_field", f"`amount` {text!r} is not a plain decimal string like \"1200.50\"")
+
+
+class _AmountAsSent(msgspec.Struct):
+    """The `amount` field of a message as its raw JSON text (a number, or a string with its quotes)."""
+
+    amount: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _encoder = msgspec.json.Encoder(decimal_format="number")

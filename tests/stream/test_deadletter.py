@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from stream.deadletter import PAYLOAD_LIMIT, deadletter_record
+from stream.deadletter import DETAIL_LIMIT, PAYLOAD_LIMIT, deadletter_record
 
 NOW = datetime(2026, 11, 20, 9, 15, 2, 123000, tzinfo=timezone.utc)
 
@@ -97,3 +97,18 @@ def test_default_timestamp_is_utc_now():
     stamped = datetime.fromisoformat(rec["dead_lettered_at"])
     assert stamped.utcoffset().total_seconds() == 0
     assert before <= stamped <= datetime.now(timezone.utc)
+
+
+def test_a_detail_that_is_not_utf8_or_huge_never_breaks_the_record():
+    # The worker builds a record for input it could not handle: the record itself must never fail.
+    rec = record(b"x", reason="internal_error", detail="bad \ud800 surrogate " + "d" * 100_000, topic="t\udcff")
+    assert rec["detail"].startswith("bad \\ud800 surrogate ddd") and len(rec["detail"]) <= DETAIL_LIMIT + 3
+    assert rec["topic"] == "t\\udcff"
+
+
+def test_worst_case_record_fits_the_workers_producer():
+    # JSON escapes a control character as \u00XX: 64 KiB of them is the largest payload text there is. The
+    # worker's Faust producer refuses requests over 1,000,000 bytes (producer_max_request_size).
+    raw = b"\x01" * (1024 * 1024)
+    encoded = deadletter_record(raw, reason="oversize", detail="d" * 100_000, topic="t" * 249, partition=0, offset=0)
+    assert 6 * PAYLOAD_LIMIT < len(encoded) < 1_000_000 - 1024
