@@ -41,8 +41,8 @@ def test_corpus_covers_every_category_and_every_input_reason(corpus):
     by_category = collections.Counter(m.category for m in corpus)
     assert set(by_category) == set(CATEGORIES)
     assert min(by_category.values()) >= 60, by_category
-    # too_late is the engine's verdict on valid events (the messy log has some); the rest all appear.
-    assert {m.reason for m in corpus} == set(REASONS) - {"too_late"}
+    # too_late and entity_full are the engine's verdicts on valid events (tests/stream/kpi); the rest all appear.
+    assert {m.reason for m in corpus} == set(REASONS) - {"too_late", "entity_full"}
     assert sum(m.value is None for m in corpus) > 10 and all(m.key for m in corpus if m.value is None)  # tombstones
     assert sum(m.key is None for m in corpus) > 100
 
