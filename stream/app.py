@@ -22,6 +22,7 @@ from alerts.service import attach_alerts
 from stream.config import Settings
 from stream.deadletter import deadletter_record
 from stream.events import EventValidator, InvalidEvent, epoch_ms
+from stream.kafka_security import aiokafka_security, faust_credentials
 from stream.kpi.engine import EngineConfig, KpiEngine
 from stream.metrics import register_metrics
 from stream.roster import RosterFile
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> WorkerContext:
     app = faust.App(
         settings.kpi_app_id,
         broker=servers,
+        broker_credentials=faust_credentials(settings),
         store=settings.kpi_store,
         datadir=str(datadir),
         web_host=settings.kpi_web_host,
@@ -252,7 +254,7 @@ def _wire_timers(ctx: WorkerContext) -> None:
         for group, table in ctx.tables.items():
             await scan_for_retirement(ctx, group, table)
 
-    probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers)
+    probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers, aiokafka_security(ctx.settings))
 
     @app.timer(2.0)
     async def check_broker() -> None:
@@ -284,15 +286,18 @@ async def scan_for_retirement(ctx: WorkerContext, group: str, table: Any) -> int
 class BrokerProbe:
     """Asks the broker for metadata on one long-lived connection: cheap enough to run every 2 s."""
 
-    def __init__(self, bootstrap: str, timeout: float = 3.0) -> None:
+    def __init__(self, bootstrap: str, security: dict[str, Any] | None = None, timeout: float = 3.0) -> None:
         self.bootstrap = bootstrap
+        self.security = security or {}
         self.timeout = timeout
         self.client: AIOKafkaClient | None = None
 
     async def reachable(self) -> bool:
         try:
             if self.client is None:
-                self.client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000))
+                self.client = AIOKafkaClient(
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000), **self.security
+                )
                 await asyncio.wait_for(self.client.bootstrap(), self.timeout)
             await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout)
             return True

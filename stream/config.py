@@ -48,6 +48,15 @@ class Settings(BaseModel):
     kpi_grafana_url: str = "http://127.0.0.1:3000"
 
     # --- extensions (documented in the README) -----------------------------------------------------
+    # Kafka security (stream.kafka_security); PLAINTEXT is the local stack.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
     kpi_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     kpi_stages: tuple[str, ...] = DEFAULT_STAGES
     kpi_partitions: int = Field(4, ge=1, le=256)

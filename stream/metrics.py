@@ -73,11 +73,14 @@ class ConsumerOffsets:
     async def _end_offsets(self, ctx: WorkerContext, tps: list[Any]) -> Mapping[Any, int]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from stream.kafka_security import aiokafka_security
+
         if self.client is None:
             client = AIOKafkaConsumer(
                 bootstrap_servers=ctx.settings.kafka_bootstrap_servers,
                 enable_auto_commit=False,
                 request_timeout_ms=int(OFFSETS_TIMEOUT_S * 1000) + 1000,
+                **aiokafka_security(ctx.settings),
             )
             await client.start()
             self.client = client

@@ -134,9 +134,11 @@ async def replay(path: str | Path, settings, speed: float | None = None, produce
     if own:
         from aiokafka import AIOKafkaProducer
 
+        from stream.kafka_security import aiokafka_security
+
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                     enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024,
-                                    max_request_size=2 * 1024 * 1024)
+                                    max_request_size=2 * 1024 * 1024, **aiokafka_security(settings))
         try:
             await producer.start()
         except BaseException:

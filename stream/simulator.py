@@ -667,8 +667,10 @@ async def _live(settings, floor: SalesFloor, until, bad_ratio, speedup, sink, ta
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    from stream.kafka_security import aiokafka_security
+
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=10,
-                                max_request_size=2 * 1024 * 1024)
+                                max_request_size=2 * 1024 * 1024, **aiokafka_security(settings))
     try:
         await producer.start()
     except (KafkaError, OSError) as exc:

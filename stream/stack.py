@@ -261,6 +261,9 @@ async def _kafka_up(cfg: _Cfg, paths: _Paths, echo: Echo) -> None:
     rendered = (template.replace("@HOST@", "127.0.0.1").replace("@BROKER_PORT@", str(port))
                 .replace("@CONTROLLER_PORT@", str(cfg.controller_port))
                 .replace("@LOG_DIRS@", str(paths.data)))
+    extra = os.environ.get("KPI_KAFKA_EXTRA_CONFIG")  # e.g. a SASL listener next to the plaintext one
+    if extra:
+        rendered += "\n# from KPI_KAFKA_EXTRA_CONFIG (later keys win)\n" + Path(extra).read_text()
     paths.server_props.write_text(rendered)
     _format_storage(java, paths, echo)
     with open(paths.logs / "server.log", "a") as log:  # log4j appends; the error tail starts here

@@ -36,9 +36,10 @@ class AtCapacity(Exception):
     retry_after = RETRY_AFTER_BUSY_S
 
 
-def new_aiokafka_producer(bootstrap: str, request_timeout_ms: int = 30_000) -> AIOKafkaProducer:
+def new_aiokafka_producer(bootstrap: str, request_timeout_ms: int = 30_000, **security: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **security,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,  # a few ms of batching: concurrent requests share produce requests

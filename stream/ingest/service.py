@@ -16,7 +16,8 @@ from stream.config import ConfigError, Settings
 from stream.ingest.http import IngestService
 from stream.ingest.hubspot import HubSpotMapper, parse_stage_map
 from stream.ingest.hubspot_crm import HubSpotCrm
-from stream.ingest.producer import IngestProducer
+from stream.ingest.producer import IngestProducer, new_aiokafka_producer
+from stream.kafka_security import aiokafka_security
 
 log = logging.getLogger("kpi_monitor.ingest")
 TOPIC_SUFFIXES = ("leads", "calls", "deals")
@@ -45,9 +46,11 @@ async def ingest_service(settings: Settings) -> AsyncIterator[IngestService]:
         stage_map = parse_stage_map(settings.hubspot_stage_map, settings.kpi_stages)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    security = aiokafka_security(settings)
     producer = IngestProducer(settings.kafka_bootstrap_servers, [settings.topic(s) for s in TOPIC_SUFFIXES],
                               max_in_flight=settings.kpi_ingest_max_in_flight,
-                              produce_timeout_s=settings.kpi_ingest_produce_timeout_seconds)
+                              produce_timeout_s=settings.kpi_ingest_produce_timeout_seconds,
+                              factory=lambda bootstrap: new_aiokafka_producer(bootstrap, **security))
     crm = None
     if settings.hubspot_access_token is not None:
         crm = HubSpotCrm(settings.hubspot_api_url, settings.hubspot_access_token.get_secret_value(),

@@ -14,16 +14,23 @@ from tests.conftest import REPO_ROOT, free_port
 
 
 class PrivateBroker:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_config: str = "") -> None:
         self.root = root
         self.port = free_port()
+        self.controller_port = free_port()
+        self.extra_port = free_port()  # for a second listener in extra_config
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "KPI_STACK_DIR": str(root),
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "KPI_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KPI_KAFKA_CONTROLLER_PORT": str(self.controller_port),
         }
+        if extra_config:  # broker properties with this broker's {port}, {controller_port} and {extra_port}
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "extra.properties").write_text(
+                extra_config.format(port=self.port, controller_port=self.controller_port, extra_port=self.extra_port))
+            self.env["KPI_KAFKA_EXTRA_CONFIG"] = str(root / "extra.properties")
         shared_libs = REPO_ROOT / ".stack" / "kafka" / "libs"  # fetched by the shared stack's `up`
         (root / "kafka").mkdir(parents=True, exist_ok=True)
         if shared_libs.is_dir() and not (root / "kafka" / "libs").exists():
