@@ -3,7 +3,8 @@
 - scale-out 1 -> 3 workers mid-stream and back 3 -> 1 (one leaves cleanly, one dies);
 - kill -9 of a worker at random points, several times, while the log streams in;
 - the broker stopped for 30 s and started again (a private broker, never the shared one);
-- quiet entities retired from a RocksDB table, then a kill -9: the rebuilt numbers are the same.
+- quiet entities retired from a RocksDB table, then a kill -9: the rebuilt numbers are the same;
+- Redis stopped while 16,000 events stream in: every alert still fires once and resolves once.
 
 Each is at-least-once delivery made exact by applying every event_id once (README, "Guarantees").
 """
@@ -13,9 +14,11 @@ from __future__ import annotations
 import json
 import random
 import time
+from datetime import datetime, timezone
 
 import pytest
 
+from tests.alerts.conftest import private_redis, receiver  # noqa: F401  (fixtures)
 from tests.conftest import PARTITIONS, wait_for
 from tests.integration.checks import assert_workers_match, exported_overall, oracle_answers
 from tests.integration.private_broker import PrivateBroker
@@ -152,3 +155,45 @@ def test_retired_entities_leave_the_rocksdb_table_and_the_numbers_survive_kill_9
     # Rebuilt from the changelog: the retired rows are gone from the table (the restarted worker may
     # retire a few more, planned but not yet carried out when the first one died).
     assert restarted.counter("kpi_worker_entities") == keys - retired - restarted.counter("kpi_entities_retired_total")
+
+
+def test_redis_down_under_load_alerts_fire_once_and_processing_goes_on(make_deployment, receiver, private_redis,  # noqa: F811
+                                                                      tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: sla, type: lead_sla, deadline: 4s, calendar: none}]\n")
+    dep = make_deployment(KPI_ALERT_RULES=str(rules), KPI_ALERT_WEBHOOK_URL=f"{receiver.url}/webhook",
+                          REDIS_URL=private_redis.url, KPI_ALERT_EVAL_SECONDS="0.5")
+    worker = dep.start_worker()
+    pid = worker.proc.pid
+    private_redis.stop()
+    leads = [f"R{i}" for i in range(10)]
+    dep.produce([_event("leads", lead, {"type": "lead.created", "lead_id": lead, "rep_id": "hana"}) for lead in leads])
+    produced = len(leads)
+    for chunk in range(8):  # 16,000 calls over ~8 s while Redis is away
+        dep.produce([_event("calls", f"K{chunk}-{i}", {"type": "call.logged", "call_id": f"K{chunk}-{i}", "rep_id": "hugo",
+                                                       "direction": "outbound", "outcome": "no_answer", "duration_s": 0})
+                     for i in range(2000)])
+        produced += 2000
+        time.sleep(0.5)
+    firing = lambda: [d for d in (r.json() for r in receiver.on("/webhook")) if d["kind"] == "firing"]  # noqa: E731
+    wait_for(lambda: len(firing()) == len(leads), 30, what="every lead alert, with Redis down")
+    assert "kpi_alert_state_redis_up 0.0" in worker.metrics()
+    private_redis.start()  # back, empty (no persistence): the worker writes its state into it again
+    wait_for(lambda: "kpi_alert_state_redis_up 1.0" in worker.metrics(), 30, what="Redis seen up again")
+    dep.produce([_event("leads", lead, {"type": "lead.touched", "lead_id": lead, "rep_id": "hana", "channel": "sms"})
+                 for lead in leads])
+    produced += len(leads)
+    wait_for(lambda: sum(1 for r in receiver.on("/webhook") if r.json()["kind"] == "resolved") == len(leads), 30,
+             what="every resolve")
+    wait_for(lambda: worker.counter("kpi_events_consumed_total") == produced, 60, what="every event applied")
+    time.sleep(2)  # anything sent twice would arrive now
+    docs = [r.json() for r in receiver.on("/webhook")]
+    assert sorted((d["labels"]["lead_id"], d["kind"]) for d in docs) == sorted(
+        (lead, kind) for lead in leads for kind in ("firing", "resolved"))
+    assert worker.proc.pid == pid and worker.proc.poll() is None and worker.health()[0] == 200
+
+
+def _event(topic: str, key: str, doc: dict) -> tuple[str, str, bytes]:
+    doc = {"event_id": f"{doc['type']}-{key}",
+           "occurred_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"), **doc}
+    return topic, key, json.dumps(doc).encode()
