@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 KPI := $(VENV)/bin/kpi-monitor
 PYTEST_ARGS ?=
 
-.PHONY: demo test stop install status clean
+.PHONY: demo test stop install status clean soak
 
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
@@ -33,6 +33,10 @@ status: install
 test: install
 	$(KPI) stack up
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+soak: install
+	$(KPI) stack up
+	$(PY) -m tests.soak $(SOAK_ARGS)
 
 clean: stop
 	rm -rf $(VENV) .stack

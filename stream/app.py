@@ -79,6 +79,9 @@ def create_app(settings: Settings) -> WorkerContext:
         # A killed worker's partitions move to the survivors after this long (Faust's default is 60 s).
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        # A member killed during a rebalance holds it up this long (Faust's default is 60 s); the live
+        # members only need to commit and flush in that time.
+        broker_rebalance_timeout=20.0,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",

@@ -27,7 +27,7 @@ def oracle_answers(log, roster_file, timezone: str = "UTC", windows=WINDOWS) -> 
     return {w: compute_kpis(accepted, w, now, timezone=timezone, roster=roster) for w in windows}
 
 
-def assert_workers_match(workers, expected: dict[str, dict], timeout: float = 120.0) -> None:
+def assert_workers_match(workers, expected: dict[str, dict], timeout: float = 120.0, percentile_rel: float = 1e-9) -> None:
     """Every worker answers every window with the oracle's numbers, once processing has caught up.
 
     Polls until the answers match (or time runs out), then asserts, so a failure shows the difference.
@@ -37,7 +37,7 @@ def assert_workers_match(workers, expected: dict[str, dict], timeout: float = 12
         try:
             for w in workers:
                 for window, answer in expected.items():
-                    assert_same(spec_part(w.kpis(window)), answer, path=f"{window}@{w.port}")
+                    assert_same(spec_part(w.kpis(window)), answer, path=f"{window}@{w.port}", percentile_rel=percentile_rel)
             return
         except (AssertionError, OSError):
             if time.monotonic() > deadline:
