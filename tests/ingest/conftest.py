@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from stream.ingest.service import ingest_service
 from tests.conftest import BOOTSTRAP
 from tests.ingest.helpers import FakeHubSpotCrm, settings_for
-from tests.ingest.private_broker import PrivateBroker
+from tests.private_broker import PrivateBroker
 
 TOKEN = "ingest-test-token"
 HUBSPOT_SECRET = "hs-test-secret"

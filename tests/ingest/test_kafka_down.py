@@ -11,7 +11,7 @@ import pytest
 
 from tests.ingest.conftest import running_ingest
 from tests.ingest.helpers import read_topics, ts
-from tests.ingest.private_broker import PrivateBroker
+from tests.private_broker import PrivateBroker
 
 pytestmark = pytest.mark.integration
 

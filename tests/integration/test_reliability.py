@@ -21,7 +21,7 @@ import pytest
 from tests.alerts.conftest import private_redis, receiver  # noqa: F401  (fixtures)
 from tests.conftest import PARTITIONS, wait_for
 from tests.integration.checks import assert_workers_match, exported_overall, oracle_answers
-from tests.integration.private_broker import PrivateBroker
+from tests.private_broker import PrivateBroker
 from tests.oracle.messy_log import make_messy_log, roster_yaml
 from tests.stream.kpi.test_bounded_state import ninety_days
 
@@ -119,7 +119,7 @@ def test_broker_stopped_for_30s_worker_reconnects_by_itself_and_nothing_is_lost(
         assert_workers_match([worker], oracle_answers(log, roster_file))
         assert worker.proc.poll() is None
     finally:
-        broker.close()
+        broker.kill()
 
 
 def test_retired_entities_leave_the_rocksdb_table_and_the_numbers_survive_kill_9(make_deployment, roster_file):

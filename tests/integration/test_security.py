@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import free_port, wait_for
 from tests.integration.checks import assert_workers_match, oracle_answers
-from tests.integration.private_broker import PrivateBroker
+from tests.private_broker import PrivateBroker
 from tests.oracle.messy_log import make_messy_log, roster_yaml
 
 pytestmark = pytest.mark.integration
@@ -30,10 +30,10 @@ listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.secu
 
 @pytest.fixture
 def sasl_broker(tmp_path):
-    broker = PrivateBroker(tmp_path / "broker", SASL_LISTENER)
+    broker = PrivateBroker(tmp_path / "broker", extra_config=SASL_LISTENER)
     broker.start()
     yield broker
-    broker.close()
+    broker.kill()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A Kafka broker of a test's own (never the shared one on 9092), to kill and restart at will.
 
 It is ``stream.stack.up`` with its own stack directory (``KPI_STACK_DIR``), broker port and controller
-port; Redis is the running one (``up`` reuses it). The Kafka jars are linked from the checkout's
+port; Redis is the running one (``up`` reuses it). ``extra_config`` adds broker properties (e.g. a SASL
+listener on ``extra_port``) through ``KPI_KAFKA_EXTRA_CONFIG``. The Kafka jars are linked from the checkout's
 ``.stack`` when it has them, otherwise ``up`` fetches them (from ``~/.m2`` once Maven has them).
 """
 
@@ -42,10 +43,17 @@ def _checkout_jars() -> Path:
 
 
 class PrivateBroker:
-    def __init__(self, root: Path, prefix: str, partitions: int = 2) -> None:
+    def __init__(self, root: Path, prefix: str = "sales.", partitions: int = 2, extra_config: str = "") -> None:
         self.root = root
-        self.port, self.controller_port = free_port(), free_port()
+        self.port, self.controller_port, self.extra_port = free_port(), free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.env = {"KPI_STACK_DIR": str(root), "KPI_KAFKA_CONTROLLER_PORT": str(self.controller_port)}
+        if extra_config:  # broker properties with this broker's {port}, {controller_port} and {extra_port}
+            root.mkdir(parents=True, exist_ok=True)
+            extra = root / "extra.properties"
+            extra.write_text(extra_config.format(port=self.port, controller_port=self.controller_port,
+                                                 extra_port=self.extra_port))
+            self.env["KPI_KAFKA_EXTRA_CONFIG"] = str(extra)
         self.settings = SimpleNamespace(kafka_bootstrap_servers=self.bootstrap, topic_prefix=prefix,
                                         partitions=partitions)
         own_libs = root / "kafka" / "libs"
@@ -57,7 +65,7 @@ class PrivateBroker:
         """Start (or restart, keeping its data) the broker and create the topics; returns when it answers."""
         from stream import stack
 
-        with _env(KPI_STACK_DIR=str(self.root), KPI_KAFKA_CONTROLLER_PORT=str(self.controller_port)):
+        with _env(**self.env):
             stack.up(self.settings, echo=lambda *a, **k: None)
 
     @property
@@ -76,6 +84,17 @@ class PrivateBroker:
         if self.pid is not None:
             os.kill(self.pid, signal.SIGCONT)
 
+    def stop(self) -> None:
+        """SIGTERM: a clean broker shutdown (a maintenance restart); returns when the process is gone."""
+        pid = self.pid
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        self._wait_gone(pid, 60)
+
     def kill(self) -> None:
         """SIGKILL: the broker vanishes mid-flight, as in a crash."""
         pid = self.pid
@@ -86,7 +105,11 @@ class PrivateBroker:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + 10
+        self._wait_gone(pid, 10)
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child (stack.up started it): reap it
@@ -95,4 +118,4 @@ class PrivateBroker:
                 if not Path(f"/proc/{pid}").exists():
                     return
             time.sleep(0.05)
-        raise AssertionError(f"private broker pid {pid} survived SIGKILL")
+        raise AssertionError(f"private broker pid {pid} still running after {timeout}s")
