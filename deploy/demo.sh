@@ -51,7 +51,7 @@ case "${1:-up}" in
     "$VENV/bin/python" -m stream.promstack up --worker "127.0.0.1:$PORT"
     # Alerts go to the local Alertmanager started below (its UI lists them), and to Slack too when
     # SLACK_WEBHOOK_URL is set in the environment.
-    start worker env KPI_WEB_PORT="$PORT" ALERTMANAGER_URL="${ALERTMANAGER_URL:-http://127.0.0.1:9093}" "$KPI" worker
+    start worker deploy/supervise.sh env KPI_WEB_PORT="$PORT" ALERTMANAGER_URL="${ALERTMANAGER_URL:-http://127.0.0.1:9093}" "$KPI" worker
     wait_healthy
     start simulator "$KPI" simulate --rate "$RATE" --speedup "$SPEEDUP" --duration "$DURATION" --bad-ratio 0.01
     cat <<MSG

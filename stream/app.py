@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ class WorkerContext:
     deadletter_topic: Any = None
     broker_ok: bool = False
     broker_checked: float = 0.0
+    stalled: str | None = None  # set by the watchdog: why this worker is not making progress
     scrape: Any = None  # stream.metrics.ScrapeState: what /metrics refreshes before rendering (set by register_metrics)
     alert_stats: Any = None  # alerts.sinks.base.new_stats(): set by alerts.service.attach_alerts
 
@@ -257,6 +259,11 @@ def _wire_timers(ctx: WorkerContext) -> None:
         for group, table in ctx.tables.items():
             await scan_for_retirement(ctx, group, table)
 
+    if ctx.settings.kpi_stall_seconds:
+        @app.timer(10.0)
+        async def watch_progress() -> None:
+            await check_progress(ctx, time.time())
+
     probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers, aiokafka_security(ctx.settings))
 
     @app.timer(2.0)
@@ -284,6 +291,34 @@ async def scan_for_retirement(ctx: WorkerContext, group: str, table: Any) -> int
     count = sum(len(keys) for keys in found.values())
     log.info("%s: %d entities to retire (quiet since before the cutoff) found in %.2fs", group, count, time.monotonic() - started)
     return count
+
+
+async def check_progress(ctx: WorkerContext, now: float) -> None:
+    """The stall watchdog: messages are waiting on this worker's partitions, yet none was processed for
+    KPI_STALL_SECONDS while the worker says it is consuming.
+
+    Faust's consumer can stop fetching after a rebalance (faust-streaming #175, #523) with no error at all;
+    the only cure is a restart, after which the group and the changelogs put everything back. So the
+    worker reports it (/healthz 503, a log line) and, with KPI_EXIT_ON_STALL (default), exits with code 3
+    for its supervisor (docker-compose's restart policy, systemd, Kubernetes) to start it again.
+    """
+    if not is_consuming(ctx)[0] and not ctx.stalled:
+        return  # starting, rebalancing, recovering or cut off from the broker: not a stall
+    quiet_since = ctx.stats.last_event_wall or ctx.stats.started
+    if now - quiet_since < ctx.settings.kpi_stall_seconds:
+        ctx.stalled = None
+        return
+    await ctx.scrape.offsets.refresh(ctx)  # end offsets from the broker, not the (stuck) fetcher
+    waiting = sum(behind for *_, behind in ctx.scrape.offsets.lag(ctx))
+    if not waiting:
+        return
+    ctx.stalled = f"stalled: {waiting} messages waiting, none processed for {now - quiet_since:.0f}s"
+    if ctx.settings.kpi_exit_on_stall:
+        log.error("%s; exiting (code 3) so the supervisor restarts this worker "
+                  "(KPI_EXIT_ON_STALL=false only reports it)", ctx.stalled)
+        logging.shutdown()
+        os._exit(3)  # a clean stop can hang on the very consumer that is stuck
+    log.error("%s (KPI_EXIT_ON_STALL=false: reporting only)", ctx.stalled)
 
 
 class BrokerProbe:
@@ -319,6 +354,8 @@ def is_consuming(ctx: WorkerContext) -> tuple[bool, str]:
     app = ctx.app
     if not ctx.broker_ok:
         return False, "broker unreachable" if ctx.broker_checked else "starting"
+    if ctx.stalled:
+        return False, ctx.stalled
     if app.rebalancing:
         return False, "rebalancing"
     if not app.tables.recovery.completed.is_set():

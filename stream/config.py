@@ -72,6 +72,9 @@ class Settings(BaseModel):
     kpi_max_reps: int = Field(5000, ge=1)
     kpi_max_teams: int = Field(500, ge=1)
     kpi_retire_scan_seconds: float = Field(600, gt=0)  # how often the tables are scanned for quiet entities
+    # Stall watchdog (stream.app.watch_progress): messages waiting but none processed for this long.
+    kpi_stall_seconds: float = Field(90, ge=0)  # 0: off
+    kpi_exit_on_stall: bool = True
 
     # --- ingest service (`kpi-monitor ingest`, stream/ingest/) ------------------------------------
     kpi_ingest_host: str = "127.0.0.1"

@@ -65,14 +65,19 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _sum(workers, name: str) -> float:
-    total = 0.0
+def _totals(workers) -> dict[str, float]:
+    """Each metric family summed over the workers (one /metrics fetch per worker)."""
+    totals: dict[str, float] = {}
     for w in workers:
         try:
-            total += w.counter(name)
+            text = w.metrics()
         except OSError:
-            pass  # restarting
-    return total
+            continue  # restarting
+        for line in text.splitlines():
+            if line.startswith("kpi_") and " " in line:
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 async def _produce_steadily(dep: Deployment, messages, rate: float, progress: list[int]) -> None:
@@ -121,22 +126,31 @@ def run(minutes: float, rate: float, crash_every: float, workers: int, seed: int
     producer.start()
     rng = random.Random(seed)
     next_crash, next_report, crashes, peak_rss = started + crash_every, started, 0, 0.0
+    exits: list[int] = []
     echo("(processed*: the running workers' counters, which a kill -9 resets; redeliveries count again. "
          "dropped: notifications over a sink's queue bound, a replay burst's alert flood)")
     echo(f"{'t':>5} {'produced':>10} {'processed*':>11} {'dead letters':>12} {'alerts':>7} {'dropped':>7} {'lag':>8}  RSS MB per worker")
     try:
-        while producer.is_alive() or _sum(running, "kpi_consumer_lag_messages") > 0:
+        lag = 1.0
+        while producer.is_alive() or lag > 0:
             now = time.monotonic()
             if now >= next_report:
+                m = _totals(running)
+                lag = m.get("kpi_consumer_lag_messages", 1.0)
                 rss = [_rss_mb(w.proc.pid) for w in running]
                 peak_rss = max(peak_rss, *rss)
-                processed = sum(_sum(running, m) for m in
+                processed = sum(m.get(k, 0.0) for k in
                                 ("kpi_events_consumed_total", "kpi_events_duplicate_total", "kpi_events_deadlettered_total"))
                 echo(f"{now - started:5.0f} {progress[0]:>10,} {processed:>11,.0f} "
-                     f"{_sum(running, 'kpi_events_deadlettered_total'):>12,.0f} {len(receiver.keys):>7,} "
-                     f"{_sum(running, 'kpi_alerts_dropped_total'):>7,.0f} "
-                     f"{_sum(running, 'kpi_consumer_lag_messages'):>8,.0f}  " + " ".join(f"{r:.0f}" for r in rss))
+                     f"{m.get('kpi_events_deadlettered_total', 0):>12,.0f} {len(receiver.keys):>7,} "
+                     f"{m.get('kpi_alerts_dropped_total', 0):>7,.0f} {lag:>8,.0f}  " + " ".join(f"{r:.0f}" for r in rss))
                 next_report = now + 10
+            for i, w in enumerate(running):  # a supervisor's job: the stall watchdog exits with code 3
+                if w.proc.poll() is not None:
+                    echo(f"{now - started:5.0f} worker {i} exited with code {w.proc.returncode}: "
+                         f"{w.log_tail(1).strip()[:160]}; restarting it")
+                    exits.append(w.proc.returncode)
+                    running[i] = dep.start_worker(wait=False)
             if now >= next_crash and producer.is_alive():
                 victim = rng.randrange(len(running))
                 running[victim].kill()
@@ -150,7 +164,7 @@ def run(minutes: float, rate: float, crash_every: float, workers: int, seed: int
             time.sleep(1)
         elapsed = time.monotonic() - started
         echo(f"soak: {len(messages):,} events produced in {elapsed:.0f}s with {crashes} kill -9; peak worker RSS "
-             f"{peak_rss:.0f} MB; {len(receiver.keys):,} alert notifications, "
+             f"{peak_rss:.0f} MB; {len(exits)} exits of the stall watchdog; {len(receiver.keys):,} alert notifications, "
              f"{len(receiver.keys) - len(set(receiver.keys))} sent twice")
         t1 = time.monotonic()
         expected = oracle_answers(log, roster)
