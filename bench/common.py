@@ -341,6 +341,16 @@ class Worker:
                     return int(line.split()[1]) * 1024
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far (all its threads)."""
+        pid = self.pid()
+        if pid is None:
+            return 0.0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

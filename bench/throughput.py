@@ -73,6 +73,7 @@ def run_workers(run: Run, total: int, n_workers: int, group: str, profile: str |
         each = run.partitions // n_workers if run.partitions % n_workers == 0 else None
         t_start = max(w.wait_healthy(timeout=180, partitions=each) for w in workers)
         before = sum(processed(w)[0] for w in workers)  # consumed while the others were joining
+        cpu_before = sum(w.cpu_seconds() for w in workers)
         topics = run.source_topics()
         last_report = time.monotonic()
         deadline = time.monotonic() + timeout
@@ -94,13 +95,14 @@ def run_workers(run: Run, total: int, n_workers: int, group: str, profile: str |
                 last_report = time.monotonic()
                 say(f"  {group}: {done:,}/{total:,} committed ({(done - before) / (time.time() - t_start):,.0f}/s "
                     f"so far; {load_line()})")
+        cpu = sum(w.cpu_seconds() for w in workers) - cpu_before
         figures = [processed(w) for w in workers]
         count = sum(c for c, _ in figures)
         t_end = max(t for _, t in figures if t is not None)
         measured = count - before
         seconds = t_end - t_start
         return {"events": int(measured), "seconds": seconds, "rate": measured / seconds, "processed": count,
-                "peak_rss_mb": peak_rss / 2**20}
+                "peak_rss_mb": peak_rss / 2**20, "cpu_us": cpu / measured * 1e6}
     finally:
         for w in workers:
             w.stop()
@@ -115,7 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default=None, help="record the (b) worker under py-spy to this file (.svg or .json)")
     parser.add_argument("--timeout", type=float, default=3600, help="give up a part after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the topics (default: delete them at the end)")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the workers (experiments), repeatable")
     args = parser.parse_args(argv)
+    WORKER_ENV.update(kv.split("=", 1) for kv in args.worker_env)
     skip = set(filter(None, args.skip.split(",")))
     quiet_kafka_logs()
     print_machine(f"throughput: {args.events:,} simulator events")
@@ -140,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
             fig = run_workers(run, n, workers, part, args.profile if part == "b" else None, args.timeout)
             results[part] = fig["rate"]
             say(f"({part}) kpi-monitor, {workers} worker{'s' * (workers > 1)}: {fig['rate']:,.0f} events/s "
-                f"({fig['events']:,} in {fig['seconds']:.1f}s after all were healthy; peak RSS "
+                f"({fig['events']:,} in {fig['seconds']:.1f}s after all were healthy; worker CPU "
+                f"{fig['cpu_us']:.0f} µs/event; peak RSS "
                 f"{fig['peak_rss_mb']:,.0f} MB; {load_line()})")
         ceiling = results.get("a-msgspec")
         if ceiling:

@@ -74,6 +74,13 @@ def create_app(settings: Settings) -> WorkerContext:
         # changelog traffic on a 2-core machine for a faster failover we do not need.
         table_standby_replicas=0,
         producer_acks=-1,
+        # Every event writes its entity to the changelog. Sent one by one (Faust's defaults: no linger,
+        # 16 KiB batches) that is one produce request, and one loopback socket write, per event: the
+        # largest single cost of the worker (bench/RESULTS.md). Batching for up to 20 ms only delays
+        # the changelog copy: the KPIs are updated in memory at once, and offsets are committed only
+        # after the changelog records they depend on were acknowledged.
+        producer_linger=0.02,
+        producer_max_batch_size=512 * 1024,
         # A killed worker's partitions move to the survivors after this long (Faust's default is 60 s).
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
@@ -216,7 +223,7 @@ def _wire_timers(ctx: WorkerContext) -> None:
     async def expire_buckets() -> None:
         ctx.engine.expire(int(time.time() * 1000))
 
-    probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers)
+    probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers, sorted(ctx.suffix_of_topic))
 
     @app.timer(2.0)
     async def check_broker() -> None:
@@ -225,10 +232,15 @@ def _wire_timers(ctx: WorkerContext) -> None:
 
 
 class BrokerProbe:
-    """Asks the broker for metadata on one long-lived connection: cheap enough to run every 2 s."""
+    """Asks the broker for the metadata of our own topics on one long-lived connection, every 2 s.
 
-    def __init__(self, bootstrap: str, timeout: float = 3.0) -> None:
+    Only our topics: metadata for *all* topics grows with the broker (a shared test broker holds
+    thousands) and decoding it every 2 s cost a few % of the worker's CPU.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str] | None = None, timeout: float = 3.0) -> None:
         self.bootstrap = bootstrap
+        self.topics = list(topics or ())
         self.timeout = timeout
         self.client: AIOKafkaClient | None = None
 
@@ -237,7 +249,13 @@ class BrokerProbe:
             if self.client is None:
                 self.client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000))
                 await asyncio.wait_for(self.client.bootstrap(), self.timeout)
-            await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout)
+                if self.topics:
+                    self.client.set_topics(self.topics)
+            if self.topics:
+                if not await asyncio.wait_for(self.client.force_metadata_update(), self.timeout):
+                    raise ConnectionError("no broker answered the metadata request")
+            else:
+                await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout)
             return True
         except Exception:
             if self.client is not None:
