@@ -75,19 +75,19 @@ class Tracker:
 class Load:
     """Builds the offered events: new leads, first touches of earlier leads, lone calls, new deals."""
 
-    def __init__(self, run: Run, tag: str) -> None:
+    def __init__(self, run: Run, tag: str, mix: tuple = MIX) -> None:
         self.run = run
         self.tag = tag
+        self.mix = mix
         self.part = Partitioner(run.partitions)
         self.n = 0
         self.untouched: dict[int, deque] = {p: deque() for p in range(run.partitions)}
         self.pattern = self._pattern()
         self.i = 0
 
-    @staticmethod
-    def _pattern() -> list[str]:
+    def _pattern(self) -> list[str]:
         out: list[str] = []
-        for _topic, kind, share in MIX:
+        for _topic, kind, share in self.mix:
             out += [kind] * round(share * 10)
         return out  # ten slots, repeated
 
@@ -127,7 +127,7 @@ class Load:
         return "deals", partition, deal.encode(), orjson.dumps(ev)
 
 
-async def produce(run: Run, load: Load, rate: float, seconds: float, kpis: Tracker, metrics: Tracker,
+async def produce(run: Run, load: Load, rate: float, seconds: float, kpis: Tracker | None, metrics: Tracker | None,
                   producer) -> int:
     """Offer ``rate`` events/s for ``seconds``, paced every 10 ms; returns events sent."""
     t0 = time.monotonic()
@@ -141,8 +141,10 @@ async def produce(run: Run, load: Load, rate: float, seconds: float, kpis: Track
             now = time.time()
             topic, partition, key, value = load.next(now)
             await producer.send(run.topic(topic), value, key=key, partition=partition)
-            kpis.sent((topic, partition), now)
-            metrics.sent((topic, partition), now)
+            if kpis is not None:
+                kpis.sent((topic, partition), now)
+            if metrics is not None:
+                metrics.sent((topic, partition), now)
             sent += 1
         await asyncio.sleep(0.01)
 

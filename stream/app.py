@@ -230,7 +230,10 @@ class BytesKeyTable:
         self.table = table
 
     def get(self, key: str) -> bytes | None:
-        return self.table.get(key.encode())
+        # Straight from the store: the table's own get asks the store twice (``key in data``, then
+        # ``data[key]``: two RocksDB reads) and only adds sensor calls. Writes must go through the
+        # table, which sends the changelog record.
+        return self.table.data.get(key.encode())
 
     def __setitem__(self, key: str, value: bytes) -> None:
         self.table[key.encode()] = value
