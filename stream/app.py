@@ -12,11 +12,13 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from aiokafka.client import AIOKafkaClient
+from faust.streams import _current_event  # the context variable Faust's own stream iteration sets
 from prometheus_client import CollectorRegistry
 
 from alerts.service import attach_alerts
@@ -32,6 +34,10 @@ from stream.stats import PipelineStats
 log = logging.getLogger("kpi_monitor.worker")
 
 TOPIC_SUFFIXES = ("leads", "calls", "deals")
+# Per-event Faust overhead shrinks when the agent takes events in batches (bench/RESULTS.md); a batch
+# waits at most BATCH_WITHIN_S for more events, which bounds the latency it adds.
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.02
 EXPIRE_INTERVAL_S = 30.0
 
 
@@ -78,6 +84,13 @@ def create_app(settings: Settings) -> WorkerContext:
         # changelog traffic on a 2-core machine for a faster failover we do not need.
         table_standby_replicas=0,
         producer_acks=-1,
+        # Every event writes its entity to the changelog. Sent one by one (Faust's defaults: no linger,
+        # 16 KiB batches) that is one produce request, and one loopback socket write, per event: the
+        # largest single cost of the worker (bench/RESULTS.md). Batching for up to 20 ms only delays
+        # the changelog copy: the KPIs are updated in memory at once, and offsets are committed only
+        # after the changelog records they depend on were acknowledged.
+        producer_linger=0.02,
+        producer_max_batch_size=512 * 1024,
         # A killed worker's partitions move to the survivors after this long (Faust's default is 60 s).
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
@@ -159,35 +172,50 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
         fresh = active - ctx.built[group]
         if fresh:
             started = time.monotonic()
-            count = ctx.engine.rebuild(group, fresh, _table_items(table), int(time.time() * 1000), StoreReader(table))
+            count = ctx.engine.rebuild(group, fresh, _table_items(table), int(time.time() * 1000), entities)
             log.info(
                 "%s: rebuilt aggregates of partitions %s from %d entities in %.2fs (%d archived rows skipped so far)",
                 group, sorted(fresh), count, time.monotonic() - started, ctx.engine.archived_rows_skipped,
             )
         ctx.built[group] = active
 
+    def apply(event: Any, wall_ms: int) -> tuple[str, str] | None:
+        """Apply one message; (reason, detail) when it must be dead-lettered instead."""
+        message = event.message
+        suffix = ctx.suffix_of_topic.get(message.topic, message.topic)
+        try:
+            parsed = ctx.validator.validate(_raw(event), suffix, wall_ms=wall_ms)
+            if ctx.engine.apply(entities, suffix, message.partition, parsed, wall_ms):
+                ctx.stats.applied(suffix, parsed.type, epoch_ms(parsed.occurred_at))
+            else:
+                ctx.stats.duplicate(suffix)
+            return None
+        except InvalidEvent as exc:
+            log.debug("dead-lettered %s/%d@%d: %s", message.topic, message.partition, message.offset, exc)
+            return exc.reason, exc.detail
+        except Exception:  # never let one message stop the worker
+            log.exception("failed to apply %s/%d@%d; dead-lettering it", message.topic, message.partition, message.offset)
+            return "internal_error", "the worker failed to apply this event; see its log"
+
     async def process(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            suffix = ctx.suffix_of_topic.get(message.topic, message.topic)
-            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        # Batches (stream.take_events): Faust acks the events of a batch, so their offsets become
+        # committable, only when the loop comes back for the next batch, i.e. after every event of this
+        # one was applied. A crash mid-batch redelivers the whole batch and the entities' event_ids skip
+        # what was applied already: at-least-once with idempotent application, as event by event.
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             wall_ms = int(time.time() * 1000)
-            try:
-                parsed = ctx.validator.validate(raw, suffix, wall_ms=wall_ms)
-                if ctx.engine.apply(entities, suffix, message.partition, parsed, wall_ms):
-                    ctx.stats.applied(suffix, parsed.type, epoch_ms(parsed.occurred_at))
-                else:
-                    ctx.stats.duplicate(suffix)
-            except InvalidEvent as exc:
-                await dead_letter(message, raw, exc.reason, exc.detail)
-                log.debug("dead-lettered %s/%d@%d: %s", message.topic, message.partition, message.offset, exc)
-            except Exception:  # never let one message stop the worker
-                log.exception("failed to apply %s/%d@%d; dead-lettering it", message.topic, message.partition, message.offset)
-                await dead_letter(message, raw, "internal_error", "the worker failed to apply this event; see its log")
-            if ctx.engine.partitions.get((group, message.partition), _NO_STATE).pending_retirement:
-                # Here, in the context of an event of this partition: Faust writes a table only there.
-                retired = ctx.engine.retire(entities, group, message.partition)
-                log.info("%s: retired %d quiet entities of partition %d", group, retired, message.partition)
+            for event in events:
+                # Table reads and writes go to the partition of Faust's "current event", which in a
+                # batch is the last event taken: point it at the event being applied.
+                _current_event.set(weakref.ref(event))
+                rejected = apply(event, wall_ms)
+                if rejected is not None:
+                    await dead_letter(event.message, _raw(event), *rejected)
+                partition = event.message.partition
+                if ctx.engine.partitions.get((group, partition), _NO_STATE).pending_retirement:
+                    # Here, in the context of an event of this partition: Faust writes a table only there.
+                    retired = ctx.engine.retire(entities, group, partition)
+                    log.info("%s: retired %d quiet entities of partition %d", group, retired, partition)
 
     async def dead_letter(message: Any, raw: bytes, reason: str, detail: str) -> None:
         ctx.stats.dead_letter(reason)
@@ -198,6 +226,11 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
 
     process.__name__ = f"{group}_agent"
     app.agent(topic, name=f"{group}_agent")(process)
+
+
+def _raw(event: Any) -> bytes:
+    value = event.value
+    return value if isinstance(value, bytes) else bytes(value or b"")
 
 
 class BytesKeyTable:
@@ -213,25 +246,16 @@ class BytesKeyTable:
         self.table = table
 
     def get(self, key: str) -> bytes | None:
-        return self.table.get(key.encode())
+        # Straight from the store (so also outside any event, as in rebuilds): the table's own get asks the store twice (``key in data``, then
+        # ``data[key]``: two RocksDB reads) and only adds sensor calls. Writes must go through the
+        # table, which sends the changelog record.
+        return self.table.data.get(key.encode())
 
     def __setitem__(self, key: str, value: bytes) -> None:
         self.table[key.encode()] = value
 
     def __delitem__(self, key: str) -> None:
         del self.table[key.encode()]
-
-
-class StoreReader:
-    """Reads the table's store directly, outside any event (for rebuilds and scans)."""
-
-    __slots__ = ("table",)
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def get(self, key: str) -> bytes | None:
-        return self.table.data.get(key.encode())
 
 
 class _NoState:
@@ -264,7 +288,7 @@ def _wire_timers(ctx: WorkerContext) -> None:
         async def watch_progress() -> None:
             await check_progress(ctx, time.time())
 
-    probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers, aiokafka_security(ctx.settings))
+    probe = BrokerProbe(ctx.settings.kafka_bootstrap_servers, sorted(ctx.suffix_of_topic), aiokafka_security(ctx.settings))
 
     @app.timer(2.0)
     async def check_broker() -> None:
@@ -322,10 +346,16 @@ async def check_progress(ctx: WorkerContext, now: float) -> None:
 
 
 class BrokerProbe:
-    """Asks the broker for metadata on one long-lived connection: cheap enough to run every 2 s."""
+    """Asks the broker for the metadata of our own topics on one long-lived connection, every 2 s.
 
-    def __init__(self, bootstrap: str, security: dict[str, Any] | None = None, timeout: float = 3.0) -> None:
+    Only our topics: metadata for *all* topics grows with the broker (a shared test broker holds
+    thousands) and decoding it every 2 s cost a few % of the worker's CPU.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str] | None = None, security: dict[str, Any] | None = None,
+                 timeout: float = 3.0) -> None:
         self.bootstrap = bootstrap
+        self.topics = list(topics or ())
         self.security = security or {}
         self.timeout = timeout
         self.client: AIOKafkaClient | None = None
@@ -337,7 +367,13 @@ class BrokerProbe:
                     bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000), **self.security
                 )
                 await asyncio.wait_for(self.client.bootstrap(), self.timeout)
-            await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout)
+                if self.topics:
+                    self.client.set_topics(self.topics)
+            if self.topics:
+                if not await asyncio.wait_for(self.client.force_metadata_update(), self.timeout):
+                    raise ConnectionError("no broker answered the metadata request")
+            else:
+                await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout)
             return True
         except Exception:
             if self.client is not None:

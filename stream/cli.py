@@ -77,7 +77,12 @@ def worker(web_port: int | None, loglevel: str) -> None:
         f"brokers={settings.kafka_bootstrap_servers}, topics={settings.kpi_topic_prefix}*)",
         err=True,
     )
-    Worker(ctx.app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
+    faust_worker = Worker(ctx.app, loglevel=loglevel, redirect_stdouts=False)
+    # Faust's start-up spinner sets the root logger to DEBUG when the level is WARNING or above (so it
+    # spins on every record): every debug call in aiokafka and Faust then builds a LogRecord per
+    # message, ~10 % of the worker's CPU (bench/RESULTS.md). A service needs no spinner.
+    faust_worker.spinner = None
+    faust_worker.execute_from_commandline()
 
 
 # --- simulator and replay ---------------------------------------------------------------------------

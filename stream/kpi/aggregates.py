@@ -26,44 +26,62 @@ def _grid(value_ms: int) -> int:
     """Representative of the log bucket holding value_ms (values under 1 s stay exact)."""
     if value_ms < 1000:
         return value_ms
-    index = math.ceil(math.log(value_ms) / _LOG_GAMMA)
-    return round(2 * _GAMMA**index / (_GAMMA + 1))
+    return _REPRESENTATIVES[math.ceil(math.log(value_ms) / _LOG_GAMMA)]
+
+
+# The representative of log bucket i, precomputed: merging folded histograms maps every exact value of
+# the other side, and a power and a rounding per value showed up in every /kpis request
+# (bench/RESULTS.md). 2**63 ms is past any response time, so the table covers every int64.
+_REPRESENTATIVES = [round(2 * _GAMMA**i / (_GAMMA + 1)) for i in range(math.ceil(math.log(2**63) / _LOG_GAMMA) + 2)]
 
 
 class ResponseHistogram:
     __slots__ = ("counts", "folded")
 
     def __init__(self) -> None:
-        self.counts: Counter[int] = Counter()
+        self.counts: dict[int, int] = {}
         self.folded = False
 
     def add(self, value_ms: int, sign: int = 1) -> None:
-        self._bump(_grid(value_ms) if self.folded else value_ms, sign)
-        if not self.folded and len(self.counts) > EXACT_LIMIT:
+        key = _grid(value_ms) if self.folded else value_ms
+        counts = self.counts
+        new = counts.get(key, 0) + sign
+        if new:
+            counts[key] = new
+        else:
+            del counts[key]
+        if not self.folded and len(counts) > EXACT_LIMIT:
             self._fold()
 
-    def _bump(self, key: int, by: int) -> None:
-        new = self.counts[key] + by
-        if new:
-            self.counts[key] = new
-        else:
-            del self.counts[key]
-
     def _fold(self) -> None:
-        folded: Counter[int] = Counter()
+        folded: dict[int, int] = {}
         for value, count in self.counts.items():
-            folded[_grid(value)] += count
-        self.counts = folded
+            key = _grid(value)
+            folded[key] = folded.get(key, 0) + count
+        self.counts = {k: c for k, c in folded.items() if c}
         self.folded = True
 
     def merge(self, other: ResponseHistogram) -> None:
+        """Add ``other``'s counts. Folding is a per-value map, so merging everything exactly and folding
+        once at the end gives the same counts as adding value by value (which folds mid-way)."""
         if other.folded and not self.folded:
             self._fold()
-        for value, count in other.counts.items():
-            if other.folded:
-                self._bump(value, count)  # already a grid value
+        if not other.counts:
+            return
+        counts = self.counts
+        if self.folded and not other.folded:
+            items = [(_grid(value), count) for value, count in other.counts.items()]
+        else:
+            items = other.counts.items()  # type: ignore[assignment]
+        get = counts.get
+        for key, count in items:
+            new = get(key, 0) + count
+            if new:
+                counts[key] = new
             else:
-                self.add(value, count)
+                del counts[key]
+        if not self.folded and len(counts) > EXACT_LIMIT:
+            self._fold()
 
     def quantile(self, q: float) -> int | None:
         """Nearest rank: the value at rank ceil(q * n)."""
@@ -85,7 +103,7 @@ class ResponseHistogram:
     def from_wire(cls, wire: tuple[bool, Iterable[tuple[int, int]]]) -> ResponseHistogram:
         hist = cls()
         hist.folded = bool(wire[0])
-        hist.counts = Counter({int(k): int(v) for k, v in wire[1]})
+        hist.counts = {int(k): int(v) for k, v in wire[1] if int(v)}
         return hist
 
 
@@ -107,6 +125,18 @@ COUNT_FIELDS = (
     "open_deals",
     "awaiting",
 )
+
+
+def _counts_adder():
+    # `a.f += b.f` for every count field, written out once: a getattr/setattr loop over the names was
+    # half the cost of merging buckets for /kpis (bench/RESULTS.md).
+    body = "\n".join(f"    a.{name} += b.{name}" for name in COUNT_FIELDS)
+    namespace: dict = {}
+    exec(f"def add_counts(a, b):\n{body}\n", namespace)  # noqa: S102 - generated from the constant above
+    return namespace["add_counts"]
+
+
+_add_counts = _counts_adder()
 
 
 class Agg:
@@ -142,8 +172,7 @@ class Agg:
         return bool(self.open_deals or self.awaiting)
 
     def merge(self, other: Agg) -> None:
-        for name in COUNT_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        _add_counts(self, other)
         self.won_revenue += other.won_revenue
         self.open_value += other.open_value
         self.hist.merge(other.hist)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from bisect import insort
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Protocol
 from dataclasses import dataclass
@@ -18,7 +17,14 @@ import msgspec
 
 from stream.events import CallLogged, Event, InvalidEvent, TOPIC_OF_TYPE
 from stream.kpi.aggregates import Agg
-from stream.kpi.facts import Contribution, Entity, deal_contributions, fact_from_event, lead_contributions
+from stream.kpi.facts import (
+    Contribution,
+    Entity,
+    deal_contributions,
+    diff_contributions,
+    fact_from_event,
+    lead_contributions,
+)
 from stream.kpi.store import LabelCap, PartitionAggregates, ScopeKey
 from stream.kpi.windows import DayCalendar, minute_of
 
@@ -255,11 +261,7 @@ class KpiEngine:
 
     @staticmethod
     def _apply_diff(aggregates: PartitionAggregates, old: list, new: list) -> tuple[list, list]:
-        if old == new:
-            return [], []
-        before, after = Counter(old), Counter(new)
-        removed = list((before - after).elements())
-        added = list((after - before).elements())
+        removed, added = diff_contributions(old, new)
         if removed:
             aggregates.apply(removed, -1)
         if added:

@@ -1,0 +1,244 @@
+"""Memory and state: RSS and store size with many open leads and deals, and RSS over a steady run.
+
+    python -m bench.memory --leads 1000000 --deals 200000 --minutes 10
+
+1. Pre-loads ``--leads`` ``lead.created`` (never touched: all open, waiting for a first touch) and
+   ``--deals`` ``deal.created`` (open) with ``occurred_at`` spread over the last 20 hours, credited to
+   the roster's reps, into this run's own topics.
+2. One worker (wall clock, RocksDB store, bundled alert rules) consumes them; prints the consume rate,
+   RSS and the store's size on disk (RocksDB files of the worker's data directory).
+3. A steady run of ``--minutes`` at ``--rate`` events/s that keeps the open counts constant: new leads
+   and first touches of the oldest open leads in equal numbers, calls on touched leads, stage changes of
+   open deals, new deals and outcomes in equal numbers. RSS is sampled every 10 s; prints the first and
+   last minute's averages, the maximum and the least-squares slope (MB/min): flat means no growth.
+
+``KPI_SLA_SECONDS`` is set to 30 days for this worker: with the default 5 minutes, the bundled lead SLA
+rule would page for a million pre-loaded leads at once. The SLA tracker still holds every open lead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Iterator
+
+import orjson
+
+from bench.common import (
+    Run, Worker, committed, dir_size, load, load_line, metric, print_machine, quiet_kafka_logs, say,
+)
+from bench.latency import iso_now
+
+SLA_30_DAYS = str(30 * 86400)
+STAGES = ("prospecting", "qualification", "proposal", "negotiation")
+
+
+def reps() -> list[tuple[str, str]]:
+    from stream.config import load_settings
+    from stream.roster import load_roster
+
+    roster = load_roster(load_settings().kpi_roster)
+    return [(r.rep_id, r.team) for r in roster.reps]
+
+
+def preload_messages(run: Run, leads: int, deals: int, now: float) -> Iterator[tuple[str, bytes, bytes]]:
+    """Open leads and deals, interleaved, occurred_at spread over the last 20 h (in order)."""
+    people = reps()
+    span = 20 * 3600
+    total = leads + deals
+    lead_topic, deal_topic = run.topic("leads"), run.topic("deals")
+    li = di = 0
+    for i in range(total):
+        at = now - span + span * i / total
+        rep, team = people[i % len(people)]
+        # Deals spread evenly among the leads.
+        if di < deals and (li >= leads or di * leads <= li * deals):
+            deal = f"{run.tag}-D{di}"
+            ev = {"event_id": f"{run.tag}-d{di}", "type": "deal.created", "occurred_at": iso_now(at), "deal_id": deal,
+                  "rep_id": rep, "team": team, "amount": 1000 + di % 50_000, "stage": STAGES[di % 2]}
+            di += 1
+            yield deal_topic, deal.encode(), orjson.dumps(ev)
+        else:
+            lead = f"{run.tag}-L{li}"
+            ev = {"event_id": f"{run.tag}-l{li}", "type": "lead.created", "occurred_at": iso_now(at), "lead_id": lead,
+                  "rep_id": rep, "team": team, "source": "web_form"}
+            li += 1
+            yield lead_topic, lead.encode(), orjson.dumps(ev)
+
+
+class Churn:
+    """Steady traffic that keeps the numbers of open leads and open deals constant."""
+
+    def __init__(self, run: Run, leads: int, deals: int) -> None:
+        self.run = run
+        self.people = reps()
+        self.open_leads = deque(range(leads))  # oldest first
+        self.touched: deque[int] = deque(maxlen=50_000)
+        self.next_lead = leads
+        self.open_deals = deque(range(deals))
+        self.next_deal = deals
+        self.rng = random.Random(7)
+        self.n = 0
+        # (share, kind): creates = touches, deal creates = outcomes.
+        self.plan = ["lead"] * 2 + ["touch"] * 2 + ["call"] * 4 + ["stage"] + ["deal", "outcome"]
+
+    def next(self, now: float) -> tuple[str, bytes, bytes]:
+        tag, ts = self.run.tag, iso_now(now)
+        kind = self.plan[self.n % len(self.plan)]
+        self.n += 1
+        eid = f"{tag}-s{self.n}"
+        rep, team = self.people[self.n % len(self.people)]
+        if kind == "call" and not self.touched:
+            kind = "touch"
+        if kind == "lead":
+            lead = f"{tag}-L{self.next_lead}"
+            self.open_leads.append(self.next_lead)
+            self.next_lead += 1
+            ev = {"event_id": eid, "type": "lead.created", "occurred_at": ts, "lead_id": lead, "rep_id": rep,
+                  "team": team, "source": "web_form"}
+            return self.run.topic("leads"), lead.encode(), orjson.dumps(ev)
+        if kind == "touch":
+            i = self.open_leads.popleft()
+            self.touched.append(i)
+            lead = f"{tag}-L{i}"
+            ev = {"event_id": eid, "type": "lead.touched", "occurred_at": ts, "lead_id": lead, "rep_id": rep,
+                  "team": team, "channel": "email"}
+            return self.run.topic("leads"), lead.encode(), orjson.dumps(ev)
+        if kind == "call":
+            lead = f"{tag}-L{self.rng.choice(self.touched)}"
+            ev = {"event_id": eid, "type": "call.logged", "occurred_at": ts, "call_id": f"{tag}-c{self.n}",
+                  "lead_id": lead, "rep_id": rep, "team": team, "direction": "outbound", "outcome": "connected",
+                  "duration_s": 60.0}
+            return self.run.topic("calls"), lead.encode(), orjson.dumps(ev)
+        if kind == "deal":
+            deal = f"{tag}-D{self.next_deal}"
+            self.open_deals.append(self.next_deal)
+            self.next_deal += 1
+            ev = {"event_id": eid, "type": "deal.created", "occurred_at": ts, "deal_id": deal, "rep_id": rep,
+                  "team": team, "amount": 2500, "stage": "prospecting"}
+            return self.run.topic("deals"), deal.encode(), orjson.dumps(ev)
+        if kind == "stage":
+            deal = f"{tag}-D{self.open_deals[self.rng.randrange(len(self.open_deals))]}"
+            ev = {"event_id": eid, "type": "deal.stage_changed", "occurred_at": ts, "deal_id": deal,
+                  "to_stage": STAGES[2 + self.n % 2]}
+            return self.run.topic("deals"), deal.encode(), orjson.dumps(ev)
+        deal = f"{tag}-D{self.open_deals.popleft()}"
+        won = self.n % 3 == 0
+        ev = {"event_id": eid, "type": "deal.won" if won else "deal.lost", "occurred_at": ts, "deal_id": deal}
+        return self.run.topic("deals"), deal.encode(), orjson.dumps(ev)
+
+
+async def steady(run: Run, churn: Churn, rate: float, seconds: float, worker: Worker, samples: list) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=run.bootstrap, acks=1, linger_ms=5)
+    await producer.start()
+    sent = 0
+    t0 = time.monotonic()
+    next_sample = t0
+    try:
+        while (elapsed := time.monotonic() - t0) < seconds:
+            due = int(rate * elapsed)
+            while sent < due:
+                topic, key, value = churn.next(time.time())
+                await producer.send(topic, value, key=key)
+                sent += 1
+            if time.monotonic() >= next_sample:
+                samples.append((time.monotonic() - t0, worker.rss_bytes()))
+                next_sample += 10.0
+            await asyncio.sleep(0.01)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    samples.append((time.monotonic() - t0, worker.rss_bytes()))
+    return sent
+
+
+def slope_mb_per_min(samples: list[tuple[float, int]]) -> float:
+    n = len(samples)
+    if n < 2:
+        return float("nan")
+    xs = [t / 60 for t, _ in samples]
+    ys = [r / 2**20 for _, r in samples]
+    mx, my = sum(xs) / n, sum(ys) / n
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else float("nan")
+
+
+def wait_consumed(run: Run, worker: Worker, total: int, timeout: float) -> float:
+    t0 = time.monotonic()
+    last = t0
+    while True:
+        done = asyncio.run(committed(run.bootstrap, run.app_id, run.source_topics()))
+        if done >= total:
+            return time.monotonic() - t0
+        if not worker.alive():
+            raise SystemExit(f"worker died:\n{worker.log_tail()}")
+        if time.monotonic() - t0 > timeout:
+            raise SystemExit(f"only {done:,} of {total:,} consumed after {timeout:.0f}s")
+        if time.monotonic() - last > 30:
+            last = time.monotonic()
+            say(f"  consumed {done:,}/{total:,} ({done / (last - t0):,.0f}/s; RSS {worker.rss_bytes() / 2**20:,.0f} MB; "
+                f"{load_line()})")
+        time.sleep(1.0)
+
+
+def state_line(worker: Worker, run: Run) -> str:
+    m = worker.metrics()
+    entities = metric(m, "kpi_worker_entities")
+    kpis = worker.kpis("all", timeout=120)["overall"]
+    store = dir_size(run.workdir / "data")
+    return (f"RSS {worker.rss_bytes() / 2**20:,.0f} MB; store {store / 2**20:,.0f} MB on disk; {entities:,.0f} entities; "
+            f"open leads {kpis.get('leads_awaiting_response'):,}, open deals {kpis.get('open_deals'):,}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n")[0])
+    parser.add_argument("--leads", type=int, default=1_000_000)
+    parser.add_argument("--deals", type=int, default=200_000)
+    parser.add_argument("--minutes", type=float, default=10.0, help="steady run length (default 10)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="steady run events/s (default 1000)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="max seconds to consume the pre-load")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    quiet_kafka_logs()
+    print_machine(f"memory: {args.leads:,} open leads, {args.deals:,} open deals, {args.minutes:g} min steady run "
+                  f"at {args.rate:,.0f}/s")
+    run = Run("mem")
+    asyncio.run(run.create_topics())
+    worker = None
+    try:
+        total = args.leads + args.deals
+        n, seconds = asyncio.run(load(run.bootstrap, preload_messages(run, args.leads, args.deals, time.time()),
+                                      run.partitions))
+        say(f"load: {n:,} messages in {seconds:.1f}s ({n / seconds:,.0f}/s)")
+        env = {"KPI_SLA_SECONDS": SLA_30_DAYS, **dict(kv.split("=", 1) for kv in args.worker_env)}
+        worker = Worker(run, env, name="worker")
+        worker.wait_healthy(timeout=180)
+        took = wait_consumed(run, worker, total, args.timeout)
+        say(f"consumed {total:,} in {took:.0f}s ({total / took:,.0f}/s); {load_line()}")
+        time.sleep(5)  # let the last changelog batches and RocksDB writes land
+        say(f"after the pre-load: {state_line(worker, run)}")
+        samples: list[tuple[float, int]] = []
+        sent = asyncio.run(steady(run, Churn(run, args.leads, args.deals), args.rate, args.minutes * 60, worker, samples))
+        say(f"steady run: {sent:,} events in {args.minutes:g} min; {load_line()}")
+        first = [r for t, r in samples if t <= 60]
+        last = [r for t, r in samples if t >= samples[-1][0] - 60]
+        mb = 2**20
+        say(f"  RSS first minute {sum(first) / len(first) / mb:,.0f} MB, last minute {sum(last) / len(last) / mb:,.0f} MB, "
+            f"max {max(r for _, r in samples) / mb:,.0f} MB; slope {slope_mb_per_min(samples):+.1f} MB/min "
+            f"over {len(samples)} samples")
+        time.sleep(5)
+        say(f"after the steady run: {state_line(worker, run)}")
+    finally:
+        if worker is not None:
+            worker.stop()
+        run.cleanup(args.keep)
+
+
+if __name__ == "__main__":
+    main()
