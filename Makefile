@@ -2,6 +2,7 @@
 #   make demo   install what is missing, start Kafka + Redis + worker + simulator, print where to look
 #   make test   install what is missing, start what the tests need, run the whole suite
 #   make stop   stop the demo (worker, simulator) and the local stack
+#   make bench  the benchmarks of bench/ with their defaults (about 45 min; bench/RESULTS.md)
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -9,7 +10,9 @@ PY := $(VENV)/bin/python
 KPI := $(VENV)/bin/kpi-monitor
 PYTEST_ARGS ?=
 
-.PHONY: demo test stop install status clean soak
+BENCH_ARGS ?=
+
+.PHONY: demo test stop install status clean soak bench bench-throughput bench-latency bench-alerts bench-memory
 
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
@@ -19,6 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed
+
+# The benchmarks need py-spy (the `bench` extra) for --profile.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
 
 demo: install
 	@bash deploy/demo.sh up
@@ -37,6 +45,17 @@ test: install
 soak: install
 	$(KPI) stack up
 	$(PY) -m tests.soak $(SOAK_ARGS)
+
+bench-throughput bench-latency bench-alerts bench-memory: $(VENV)/.bench-installed
+	$(KPI) stack up
+	$(PY) -m bench.$(subst alerts,alert_latency,$(patsubst bench-%,%,$@)) $(BENCH_ARGS)
+
+bench: $(VENV)/.bench-installed
+	$(KPI) stack up
+	$(PY) -m bench.throughput
+	$(PY) -m bench.latency
+	$(PY) -m bench.alert_latency
+	$(PY) -m bench.memory
 
 clean: stop
 	rm -rf $(VENV) .stack

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import operator
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,7 +188,13 @@ def evaluate_no_activity(
 
 
 # --- lead SLA -------------------------------------------------------------------------------------------
-@dataclass
+def _shared(text: str | None) -> str | None:
+    # Rep, team and source names arrive as new strings with every decoded event; a tracker holding a
+    # million waiting leads would keep a million copies of each (bench/RESULTS.md, memory).
+    return sys.intern(text) if type(text) is str else text
+
+
+@dataclass(slots=True)  # one per waiting lead: no per-instance __dict__
 class WaitingLead:
     key: str  # entity key, "L:<lead_id>"
     partition: int
@@ -262,11 +269,12 @@ class LeadSlaTracker:
         if came is not None:
             team = came.team or self.roster().team_of(came.rep)
             if lead is None:
-                lead = self.leads[key] = WaitingLead(key, partition, came.ts, came.rep, team, came.value)
+                lead = self.leads[key] = WaitingLead(key, partition, came.ts, _shared(came.rep), _shared(team),
+                                                     _shared(came.value))
                 self._schedule(lead, now)
             else:  # reassigned (or an earlier lead.created): same alert, new owner
                 changed = (lead.created, lead.team) != (came.ts, team)
-                lead.rep, lead.team, lead.source, lead.partition = came.rep, team, came.value, partition
+                lead.rep, lead.team, lead.source, lead.partition = _shared(came.rep), _shared(team), _shared(came.value), partition
                 if changed:
                     lead.created = came.ts
                     self._schedule(lead, now)
@@ -305,7 +313,7 @@ class LeadSlaTracker:
         if created is None:
             return None
         team = created.team or self.roster().team_of(created.rep)
-        lead = self.leads[key] = WaitingLead(key, partition, created.ts, created.rep, team, None)
+        lead = self.leads[key] = WaitingLead(key, partition, created.ts, _shared(created.rep), _shared(team), None)
         self._schedule(lead, created.ts)
         return lead
 

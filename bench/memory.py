@@ -7,7 +7,8 @@
    the roster's reps, into this run's own topics.
 2. One worker (wall clock, RocksDB store, bundled alert rules) consumes them; prints the consume rate,
    RSS and the store's size on disk (RocksDB files of the worker's data directory).
-3. A steady run of ``--minutes`` at ``--rate`` events/s that keeps the open counts constant: new leads
+3. After ``--warmup`` minutes of the same traffic, a steady run of ``--minutes`` at ``--rate`` events/s
+   that keeps the open counts constant: new leads
    and first touches of the oldest open leads in equal numbers, calls on touched leads, stage changes of
    open deals, new deals and outcomes in equal numbers. RSS is sampled every 10 s; prints the first and
    last minute's averages, the maximum and the least-squares slope (MB/min): flat means no growth.
@@ -201,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deals", type=int, default=200_000)
     parser.add_argument("--minutes", type=float, default=10.0, help="steady run length (default 10)")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady run events/s (default 1000)")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="minutes of the same traffic before the measured run (default 2): RocksDB's memtables "
+                             "and block caches fill to their bounds first")
     parser.add_argument("--timeout", type=float, default=3600.0, help="max seconds to consume the pre-load")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE")
@@ -223,8 +227,12 @@ def main(argv: list[str] | None = None) -> None:
         say(f"consumed {total:,} in {took:.0f}s ({total / took:,.0f}/s); {load_line()}")
         time.sleep(5)  # let the last changelog batches and RocksDB writes land
         say(f"after the pre-load: {state_line(worker, run)}")
+        churn = Churn(run, args.leads, args.deals)
+        if args.warmup > 0:
+            asyncio.run(steady(run, churn, args.rate, args.warmup * 60, worker, []))
+            say(f"warm-up: {args.warmup:g} min at {args.rate:,.0f}/s; RSS {worker.rss_bytes() / 2**20:,.0f} MB")
         samples: list[tuple[float, int]] = []
-        sent = asyncio.run(steady(run, Churn(run, args.leads, args.deals), args.rate, args.minutes * 60, worker, samples))
+        sent = asyncio.run(steady(run, churn, args.rate, args.minutes * 60, worker, samples))
         say(f"steady run: {sent:,} events in {args.minutes:g} min; {load_line()}")
         first = [r for t, r in samples if t <= 60]
         last = [r for t, r in samples if t >= samples[-1][0] - 60]

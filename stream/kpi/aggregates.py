@@ -107,6 +107,8 @@ class ResponseHistogram:
         return hist
 
 
+_ZERO = Decimal(0)
+
 # Additive integer fields of Agg, in wire order.
 COUNT_FIELDS = (
     "leads_created",
@@ -147,8 +149,10 @@ class Agg:
     def __init__(self) -> None:
         for name in COUNT_FIELDS:
             setattr(self, name, 0)
-        self.won_revenue = Decimal(0)
-        self.open_value = Decimal(0)
+        # Decimals are immutable (``+=`` rebinds), so every Agg can start from one shared zero: there is
+        # an Agg per (rep, team), partition and minute, and two fresh zeros were a third of its size.
+        self.won_revenue = _ZERO
+        self.open_value = _ZERO
         self.hist = ResponseHistogram()
         self.stage_entries: Counter[str] = Counter()
         # stage -> [count, value]; only for the "current" (window-less) aggregate.
