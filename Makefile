@@ -3,6 +3,7 @@
 #   make test   install what is missing, start what the tests need, run the whole suite
 #   make stop   stop the demo (worker, simulator) and the local stack
 #   make bench  the benchmarks of bench/ with their defaults (about 45 min; bench/RESULTS.md)
+#   make soak   10 minutes of steady load with a kill -9 every 2 minutes, then the oracle's verdict
 
 SHELL := /bin/bash
 VENV ?= .venv
