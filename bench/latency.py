@@ -2,7 +2,8 @@
 
     python -m bench.latency --rates 1000,5000,10000 --duration 60
 
-One worker (wall clock, RocksDB, default alert rules) on this run's own topics. For each rate, events
+One worker (``--workers`` to share the partitions among more; wall clock, RocksDB, bundled alert rules)
+on this run's own topics. For each rate, events
 are produced at that steady rate (paced every 10 ms) for ``--warmup`` + ``--duration`` seconds, while
 ``/kpis?window=all`` is polled every ``--kpis-every`` s and ``/metrics`` every ``--metrics-every`` s.
 
@@ -192,20 +193,23 @@ async def poll_metrics(session, worker: Worker, run: Run, tracker: Tracker, ever
         await asyncio.sleep(every)
 
 
-async def one_rate(run: Run, worker: Worker, load: Load, rate: float, args) -> dict:
+async def one_rate(run: Run, workers: list[Worker], leader: Worker, load: Load, rate: float, args,
+                   kpis: Tracker, metrics: Tracker) -> dict:
+    """One offered rate. The trackers live across rates: the reps' counters are cumulative."""
     import aiohttp
     from aiokafka import AIOKafkaProducer
 
-    kpis, metrics = Tracker(), Tracker()
+    kpis.latencies, metrics.latencies = [], []
     refresh: list[float] = []
     stop = asyncio.Event()
     producer = AIOKafkaProducer(bootstrap_servers=run.bootstrap, acks=1, linger_ms=0)
     await producer.start()
-    cpu0 = worker.cpu_seconds()
+    worker = workers[0]
+    cpu0 = sum(w.cpu_seconds() for w in workers)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             pollers = [asyncio.create_task(poll_kpis(session, worker, run, kpis, args.kpis_every, stop)),
-                       asyncio.create_task(poll_metrics(session, worker, run, metrics, args.metrics_every, stop, refresh))]
+                       asyncio.create_task(poll_metrics(session, leader, run, metrics, args.metrics_every, stop, refresh))]
             await produce(run, load, rate, args.warmup, kpis, metrics, producer)
             kpis.measuring = metrics.measuring = True
             t0 = time.monotonic()
@@ -220,10 +224,10 @@ async def one_rate(run: Run, worker: Worker, load: Load, rate: float, args) -> d
             await asyncio.gather(*pollers)
     finally:
         await producer.stop()
-    cpu = worker.cpu_seconds() - cpu0
+    cpu = sum(w.cpu_seconds() for w in workers) - cpu0
     return {"offered": offered, "kpis": kpis.latencies, "metrics": metrics.latencies,
             "kpis_pending": kpis.pending(), "metrics_pending": metrics.pending(), "refresh": refresh,
-            "worker_cpu": cpu / (args.warmup + args.duration), "rss_mb": worker.rss_bytes() / 2**20}
+            "worker_cpu": cpu / (args.warmup + args.duration), "rss_mb": max(w.rss_bytes() for w in workers) / 2**20}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,9 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before each rate")
     parser.add_argument("--kpis-every", type=float, default=0.1, help="/kpis poll interval (s)")
     parser.add_argument("--metrics-every", type=float, default=0.5, help="/metrics poll interval (s)")
-    parser.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the backlog after a rate")
+    parser.add_argument("--drain", type=float, default=120.0, help="max seconds to wait for the backlog after a rate")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--workers", type=int, default=1, help="workers sharing the partitions (default 1)")
     parser.add_argument("--profile", default=None, help="record the worker under py-spy to this file (.svg, .json, .txt)")
     args = parser.parse_args(argv)
     quiet_kafka_logs()
@@ -243,21 +248,28 @@ def main(argv: list[str] | None = None) -> None:
     print_machine(f"latency: rates {', '.join(f'{r:,.0f}' for r in rates)} events/s, {args.duration:.0f}s each")
     run = Run("lat")
     asyncio.run(run.create_topics())
-    worker = Worker(run, dict(kv.split("=", 1) for kv in args.worker_env), profile=args.profile, name="worker")
+    env = dict(kv.split("=", 1) for kv in args.worker_env)
+    workers = [Worker(run, env, profile=args.profile if i == 0 else None, name=f"worker-{i}") for i in range(args.workers)]
     try:
-        worker.wait_healthy(timeout=180)
+        each = run.partitions // args.workers if run.partitions % args.workers == 0 else None
+        for w in workers:
+            w.wait_healthy(timeout=180, partitions=each)
+        # /kpis is global on any worker; the KPI series on /metrics come from the owner of leads partition 0.
+        leader = next(w for w in workers if 0 in w.health()[1].get("partitions", {}).get("leads", []))
         load = Load(run, run.tag)
+        kpis, metrics = Tracker(), Tracker()
         for rate in rates:
-            fig = asyncio.run(one_rate(run, worker, load, rate, args))
-            say(f"rate {rate:,.0f}/s (offered {fig['offered']:,.0f}/s; worker CPU {fig['worker_cpu'] * 100:.0f} % of a "
-                f"core, RSS {fig['rss_mb']:,.0f} MB; {load_line()})")
+            fig = asyncio.run(one_rate(run, workers, leader, load, rate, args, kpis, metrics))
+            say(f"rate {rate:,.0f}/s (offered {fig['offered']:,.0f}/s; {len(workers)} worker{'s' * (len(workers) > 1)}, "
+                f"CPU {fig['worker_cpu'] * 100:.0f} % of a core, RSS {fig['rss_mb']:,.0f} MB; {load_line()})")
             say(f"  /kpis:    {summary_ms(fig['kpis'])}"
                 + (f"; {fig['kpis_pending']:,} still not visible after the drain" if fig["kpis_pending"] else ""))
             say(f"  /metrics: {summary_ms(fig['metrics'])}"
                 + (f"; {fig['metrics_pending']:,} still not visible after the drain" if fig["metrics_pending"] else "")
                 + (f" (snapshot refresh took {max(fig['refresh']) * 1000:.0f} ms at most)" if fig["refresh"] else ""))
     finally:
-        worker.stop()
+        for w in workers:
+            w.stop()
         run.cleanup(args.keep)
 
 

@@ -2,9 +2,11 @@
 
     python -m bench.memory --leads 1000000 --deals 200000 --minutes 10
 
-1. Pre-loads ``--leads`` ``lead.created`` (never touched: all open, waiting for a first touch) and
-   ``--deals`` ``deal.created`` (open) with ``occurred_at`` spread over the last 20 hours, credited to
-   the roster's reps, into this run's own topics.
+1. Pre-loads ``--leads`` ``lead.created`` (never touched: all open, waiting for a first touch),
+   ``--deals`` ``deal.created`` (open) and ``--history`` closed leads (created, touched within the hour)
+   with ``occurred_at`` spread over the last 24.5 hours, credited to the roster's reps, into this run's
+   own topics: the state of a worker that has run for a day (a day of minute buckets, response-time
+   histograms at their steady size), so that a steady run can show whether anything still grows.
 2. One worker (wall clock, RocksDB store, bundled alert rules) consumes them; prints the consume rate,
    RSS and the store's size on disk (RocksDB files of the worker's data directory).
 3. After ``--warmup`` minutes of the same traffic, a steady run of ``--minutes`` at ``--rate`` events/s
@@ -34,6 +36,9 @@ from bench.common import (
 from bench.latency import iso_now
 
 SLA_30_DAYS = str(30 * 86400)
+# A day of history (24 h of minute buckets, as a worker that has run for a day holds), inside the 25 h
+# after which a wall-clock worker dead-letters events as too late.
+PRELOAD_SPAN_S = 24.5 * 3600
 STAGES = ("prospecting", "qualification", "proposal", "negotiation")
 
 
@@ -45,28 +50,37 @@ def reps() -> list[tuple[str, str]]:
     return [(r.rep_id, r.team) for r in roster.reps]
 
 
-def preload_messages(run: Run, leads: int, deals: int, now: float) -> Iterator[tuple[str, bytes, bytes]]:
-    """Open leads and deals, interleaved, occurred_at spread over the last 20 h (in order)."""
+def preload_messages(run: Run, leads: int, deals: int, history: int, now: float,
+                     span: float = PRELOAD_SPAN_S) -> Iterator[tuple[str, bytes, bytes]]:
+    """Open leads, open deals and closed leads (created, then touched 1-60 min later), interleaved in
+    proportion, ``occurred_at`` spread evenly over the last ``span`` seconds."""
     people = reps()
-    span = 20 * 3600
-    total = leads + deals
+    rng = random.Random(11)
+    total = leads + deals + history
     lead_topic, deal_topic = run.topic("leads"), run.topic("deals")
-    li = di = 0
+    want = {"lead": leads, "deal": deals, "closed": history}
+    done = dict.fromkeys(want, 0)
     for i in range(total):
         at = now - span + span * i / total
         rep, team = people[i % len(people)]
-        # Deals spread evenly among the leads.
-        if di < deals and (li >= leads or di * leads <= li * deals):
-            deal = f"{run.tag}-D{di}"
-            ev = {"event_id": f"{run.tag}-d{di}", "type": "deal.created", "occurred_at": iso_now(at), "deal_id": deal,
-                  "rep_id": rep, "team": team, "amount": 1000 + di % 50_000, "stage": STAGES[di % 2]}
-            di += 1
+        # The kind furthest behind its share goes next.
+        kind = min((k for k in want if done[k] < want[k]), key=lambda k: done[k] / want[k])
+        n = done[kind]
+        done[kind] += 1
+        if kind == "deal":
+            deal = f"{run.tag}-D{n}"
+            ev = {"event_id": f"{run.tag}-d{n}", "type": "deal.created", "occurred_at": iso_now(at), "deal_id": deal,
+                  "rep_id": rep, "team": team, "amount": 1000 + n % 50_000, "stage": STAGES[n % 2]}
             yield deal_topic, deal.encode(), orjson.dumps(ev)
-        else:
-            lead = f"{run.tag}-L{li}"
-            ev = {"event_id": f"{run.tag}-l{li}", "type": "lead.created", "occurred_at": iso_now(at), "lead_id": lead,
-                  "rep_id": rep, "team": team, "source": "web_form"}
-            li += 1
+            continue
+        lead = f"{run.tag}-L{n}" if kind == "lead" else f"{run.tag}-H{n}"
+        ev = {"event_id": f"{run.tag}-{kind}{n}", "type": "lead.created", "occurred_at": iso_now(at), "lead_id": lead,
+              "rep_id": rep, "team": team, "source": "web_form"}
+        yield lead_topic, lead.encode(), orjson.dumps(ev)
+        if kind == "closed":
+            touched = min(at + rng.uniform(60, 3600), now)
+            ev = {"event_id": f"{run.tag}-t{n}", "type": "lead.touched", "occurred_at": iso_now(touched),
+                  "lead_id": lead, "rep_id": rep, "team": team, "channel": "email"}
             yield lead_topic, lead.encode(), orjson.dumps(ev)
 
 
@@ -200,6 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n")[0])
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--deals", type=int, default=200_000)
+    parser.add_argument("--history", type=int, default=300_000,
+                        help="closed leads (created + touched) in the pre-load (default 300,000): the response-time "
+                             "histograms reach their steady size, as after a day of traffic")
     parser.add_argument("--minutes", type=float, default=10.0, help="steady run length (default 10)")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady run events/s (default 1000)")
     parser.add_argument("--warmup", type=float, default=2.0,
@@ -216,9 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(run.create_topics())
     worker = None
     try:
-        total = args.leads + args.deals
-        n, seconds = asyncio.run(load(run.bootstrap, preload_messages(run, args.leads, args.deals, time.time()),
-                                      run.partitions))
+        total = args.leads + args.deals + 2 * args.history
+        n, seconds = asyncio.run(load(run.bootstrap, preload_messages(run, args.leads, args.deals, args.history,
+                                                                      time.time()), run.partitions))
         say(f"load: {n:,} messages in {seconds:.1f}s ({n / seconds:,.0f}/s)")
         env = {"KPI_SLA_SECONDS": SLA_30_DAYS, **dict(kv.split("=", 1) for kv in args.worker_env)}
         worker = Worker(run, env, name="worker")
