@@ -206,6 +206,7 @@ async def one_rate(run: Run, workers: list[Worker], leader: Worker, load: Load, 
     await producer.start()
     worker = workers[0]
     cpu0 = sum(w.cpu_seconds() for w in workers)
+    t_start = time.monotonic()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             pollers = [asyncio.create_task(poll_kpis(session, worker, run, kpis, args.kpis_every, stop)),
@@ -217,17 +218,22 @@ async def one_rate(run: Run, workers: list[Worker], leader: Worker, load: Load, 
             offered = sent / (time.monotonic() - t0)
             kpis.measuring = metrics.measuring = False
             await producer.flush()
-            deadline = time.monotonic() + args.drain
-            while (kpis.pending() or metrics.pending()) and time.monotonic() < deadline:
+            t_produced = time.monotonic()
+            deadline = t_produced + args.drain
+            while kpis.pending() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            drained = time.monotonic() - t_produced  # the backlog left when production stopped
+            while metrics.pending() and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             stop.set()
             await asyncio.gather(*pollers)
     finally:
         await producer.stop()
     cpu = sum(w.cpu_seconds() for w in workers) - cpu0
+    elapsed = time.monotonic() - t_start
     return {"offered": offered, "kpis": kpis.latencies, "metrics": metrics.latencies,
             "kpis_pending": kpis.pending(), "metrics_pending": metrics.pending(), "refresh": refresh,
-            "worker_cpu": cpu / (args.warmup + args.duration), "rss_mb": max(w.rss_bytes() for w in workers) / 2**20}
+            "worker_cpu": cpu / elapsed, "drained": drained, "rss_mb": max(w.rss_bytes() for w in workers) / 2**20}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -261,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         for rate in rates:
             fig = asyncio.run(one_rate(run, workers, leader, load, rate, args, kpis, metrics))
             say(f"rate {rate:,.0f}/s (offered {fig['offered']:,.0f}/s; {len(workers)} worker{'s' * (len(workers) > 1)}, "
-                f"CPU {fig['worker_cpu'] * 100:.0f} % of a core, RSS {fig['rss_mb']:,.0f} MB; {load_line()})")
+                f"CPU {fig['worker_cpu'] * 100:.0f} % of a core, RSS {fig['rss_mb']:,.0f} MB; all visible on /kpis "
+                f"{fig['drained']:.1f}s after the last send; {load_line()})")
             say(f"  /kpis:    {summary_ms(fig['kpis'])}"
                 + (f"; {fig['kpis_pending']:,} still not visible after the drain" if fig["kpis_pending"] else ""))
             say(f"  /metrics: {summary_ms(fig['metrics'])}"
