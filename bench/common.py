@@ -138,8 +138,14 @@ class Run:
     async def create_topics(self) -> None:
         from stream.stack import ensure_topics
 
+        from aiokafka.errors import KafkaConnectionError
+
         self.workdir.mkdir(parents=True, exist_ok=True)
-        await ensure_topics(self.bootstrap, self.prefix, self.partitions)
+        try:
+            await ensure_topics(self.bootstrap, self.prefix, self.partitions)
+        except KafkaConnectionError:
+            raise SystemExit(f"bench: Kafka is not answering at {self.bootstrap}; start the local stack with "
+                             "`kpi-monitor stack up` (the `make bench-*` targets do it for you)") from None
 
     async def delete_topics(self) -> None:
         """Delete every topic of this run (sources, dead letters, Faust changelogs and internals)."""

@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from pathlib import Path
+
+_REPO = str(Path(__file__).resolve().parent.parent) + "/"  # frames of our own code print repo-relative
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -22,7 +25,7 @@ def _short(frame: str) -> str:
     if not m:
         return frame
     path = m.group("file")
-    for marker in ("site-packages/", "wt-bench/", "/lib/python3."):
+    for marker in ("site-packages/", _REPO, "/lib/python3."):
         if marker in path:
             path = path.split(marker, 1)[1]
             if marker == "/lib/python3.":
