@@ -13,7 +13,8 @@
    that keeps the open counts constant: new leads
    and first touches of the oldest open leads in equal numbers, calls on touched leads, stage changes of
    open deals, new deals and outcomes in equal numbers. RSS is sampled every 10 s; prints the first and
-   last minute's averages, the maximum and the least-squares slope (MB/min): flat means no growth.
+   last minute's averages, the maximum and the least-squares slope (MB/min), over the whole run and over
+   its second half: bounded caches (RocksDB memtables and block cache) fill first, then RSS is flat.
 
 ``KPI_SLA_SECONDS`` is set to 30 days for this worker: with the default 5 minutes, the bundled lead SLA
 rule would page for a million pre-loaded leads at once. The SLA tracker still holds every open lead.
@@ -206,8 +207,12 @@ def state_line(worker: Worker, run: Run) -> str:
     entities = metric(m, "kpi_worker_entities")
     kpis = worker.kpis("all", timeout=120)["overall"]
     store = dir_size(run.workdir / "data")
-    return (f"RSS {worker.rss_bytes() / 2**20:,.0f} MB; store {store / 2**20:,.0f} MB on disk; {entities:,.0f} entities; "
-            f"open leads {kpis.get('leads_awaiting_response'):,}, open deals {kpis.get('open_deals'):,}")
+    rocksdb = {kind: metric(m, "kpi_rocksdb_memory_bytes", kind=kind) / 2**20
+               for kind in ("memtables", "block_cache", "table_readers")}
+    return (f"RSS {worker.rss_bytes() / 2**20:,.0f} MB, of which RocksDB {sum(rocksdb.values()):,.0f} MB "
+            f"({', '.join(f'{k} {v:,.0f}' for k, v in rocksdb.items())}); store {store / 2**20:,.0f} MB on disk; "
+            f"{entities:,.0f} entities; open leads {kpis.get('leads_awaiting_response'):,}, "
+            f"open deals {kpis.get('open_deals'):,}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         churn = Churn(run, args.leads, args.deals)
         if args.warmup > 0:
             asyncio.run(steady(run, churn, args.rate, args.warmup * 60, worker, []))
-            say(f"warm-up: {args.warmup:g} min at {args.rate:,.0f}/s; RSS {worker.rss_bytes() / 2**20:,.0f} MB")
+            say(f"after a {args.warmup:g}-minute warm-up at {args.rate:,.0f}/s: {state_line(worker, run)}")
         samples: list[tuple[float, int]] = []
         sent = asyncio.run(steady(run, churn, args.rate, args.minutes * 60, worker, samples))
         say(f"steady run: {sent:,} events in {args.minutes:g} min; {load_line()}")
@@ -256,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         mb = 2**20
         say(f"  RSS first minute {sum(first) / len(first) / mb:,.0f} MB, last minute {sum(last) / len(last) / mb:,.0f} MB, "
             f"max {max(r for _, r in samples) / mb:,.0f} MB; slope {slope_mb_per_min(samples):+.1f} MB/min "
-            f"over {len(samples)} samples")
+            f"over {len(samples)} samples; over the second half {slope_mb_per_min(samples[len(samples) // 2:]):+.1f} MB/min")
         time.sleep(5)
         say(f"after the steady run: {state_line(worker, run)}")
     finally:

@@ -39,6 +39,27 @@ log = logging.getLogger("kpi_monitor.metrics")
 ALERT_SINKS = ("slack", "alertmanager", "webhook")
 DEADLETTER_REASONS = (*REASONS, "internal_error")
 OFFSETS_TIMEOUT_S = 2.0
+# What RocksDB holds in memory per database (RocksDB properties), summed over a table's partitions.
+ROCKSDB_MEMORY = {
+    "memtables": "rocksdb.size-all-mem-tables",
+    "block_cache": "rocksdb.block-cache-usage",
+    "table_readers": "rocksdb.estimate-table-readers-mem",  # index and filter blocks of the open files
+}
+
+
+def rocksdb_memory(table: Any) -> dict[str, int]:
+    """Bytes by kind (ROCKSDB_MEMORY) for a Faust table on the RocksDB store; empty for other stores."""
+    dbs = getattr(getattr(table, "data", None), "_dbs", None)  # Faust's RocksDB store: partition -> database
+    if not isinstance(dbs, dict):
+        return {}
+    out = dict.fromkeys(ROCKSDB_MEMORY, 0)
+    for db in list(dbs.values()):
+        for kind, prop in ROCKSDB_MEMORY.items():
+            try:
+                out[kind] += int(db.property_int_value(prop) or 0)
+            except Exception:  # a database closing during a rebalance
+                pass
+    return out
 
 
 @dataclass
@@ -258,6 +279,16 @@ class PipelineCollector:
         over_cap.add_metric(["rep"], ctx.engine.reps.over_cap)
         over_cap.add_metric(["team"], ctx.engine.teams.over_cap)
         yield over_cap
+        rocksdb = GaugeMetricFamily(
+            "kpi_rocksdb_memory_bytes",
+            "Memory RocksDB holds for this worker's tables (RocksDB store only), by table and kind: memtables, "
+            "block_cache, table_readers.",
+            labels=["table", "kind"],
+        )
+        for group, table in sorted(getattr(ctx, "tables", {}).items()):
+            for kind, size in rocksdb_memory(table).items():
+                rocksdb.add_metric([f"{group}_entities", kind], size)
+        yield rocksdb
         lag = GaugeMetricFamily(
             "kpi_consumer_lag_messages",
             "Messages not yet processed and committed: end offset minus committed offset, per assigned partition.",

@@ -6,6 +6,8 @@ import asyncio
 from collections import Counter, namedtuple
 from types import SimpleNamespace
 
+import pytest
+
 from prometheus_client import CollectorRegistry
 
 from stream.events import REASONS, TOPIC_OF_TYPE
@@ -165,3 +167,23 @@ def test_docs_metrics_table_lists_exactly_the_exported_metrics():
         for family in collector.collect():
             exported.add(family.name + ("_total" if family.type == "counter" else ""))
     assert exported == documented
+
+
+def test_rocksdb_memory_sums_the_partitions_databases_of_each_table(tmp_path):
+    rocksdict = pytest.importorskip("rocksdict")
+    dbs = {p: rocksdict.Rdict(str(tmp_path / f"p{p}")) for p in (0, 1)}
+    try:
+        for p, db in dbs.items():
+            for i in range(1000):
+                db[f"L:lead-{p}-{i}".encode()] = b"x" * 100
+        memtables = sum(db.property_int_value("rocksdb.size-all-mem-tables") for db in dbs.values())
+        ctx = fake_ctx(PipelineStats(clock=Clock(0.0)))
+        ctx.tables = {"leads": SimpleNamespace(data=SimpleNamespace(_dbs=dbs)), "deals": SimpleNamespace(data={})}
+        reg = registry_for(ctx, Clock(0.0))
+        got = reg.get_sample_value("kpi_rocksdb_memory_bytes", {"table": "leads_entities", "kind": "memtables"})
+        assert got == memtables > 2 * 1000 * 100  # both partitions' 100-byte values are in memory
+        assert reg.get_sample_value("kpi_rocksdb_memory_bytes", {"table": "leads_entities", "kind": "block_cache"}) >= 0
+        assert reg.get_sample_value("kpi_rocksdb_memory_bytes", {"table": "deals_entities", "kind": "memtables"}) is None
+    finally:
+        for db in dbs.values():
+            db.close()
