@@ -103,8 +103,12 @@ def build() -> dashboard_builders.Dashboard:
         flow.place(8, 8), unit="short", description="Leads, calls and deals held in each worker's tables.",
     ))
     dash = dash.with_panel(timeseries_panel(
-        "Worker memory", [trend(series("process_resident_memory_bytes"), "{{instance}}")],
+        "Worker memory",
+        [trend(series("process_resident_memory_bytes"), "{{instance}}"),
+         trend(f"sum by (instance) ({series('kpi_rocksdb_memory_bytes')})", "{{instance}} RocksDB")],
         flow.place(8, 8), unit="bytes",
+        description="Resident memory per worker, and the part RocksDB holds (memtables, block cache, index and "
+                    "filter blocks: bounded per table partition).",
     ))
     dash = dash.with_panel(timeseries_panel(
         "Scrape duration", [trend(series("scrape_duration_seconds"), "{{instance}}")],

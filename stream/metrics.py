@@ -48,11 +48,11 @@ ROCKSDB_MEMORY = {
 
 
 def rocksdb_memory(table: Any) -> dict[str, int]:
-    """Bytes by kind (ROCKSDB_MEMORY) for a Faust table on the RocksDB store; empty for other stores."""
+    """Bytes by kind (ROCKSDB_MEMORY) for a Faust table on the RocksDB store; zeros for other stores."""
+    out = dict.fromkeys(ROCKSDB_MEMORY, 0)
     dbs = getattr(getattr(table, "data", None), "_dbs", None)  # Faust's RocksDB store: partition -> database
     if not isinstance(dbs, dict):
-        return {}
-    out = dict.fromkeys(ROCKSDB_MEMORY, 0)
+        return out
     for db in list(dbs.values()):
         for kind, prop in ROCKSDB_MEMORY.items():
             try:
