@@ -136,9 +136,9 @@ class Run:
         return [self.topic(s) for s in SUFFIXES]
 
     async def create_topics(self) -> None:
-        from stream.stack import ensure_topics
-
         from aiokafka.errors import KafkaConnectionError
+
+        from stream.stack import ensure_topics
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
