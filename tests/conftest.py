@@ -101,8 +101,8 @@ class Deployment:
         self.workers: list[WorkerProcess] = []
         asyncio.run(_ensure_topics(self.prefix, self.bootstrap))
 
-    def start_worker(self, wait: bool = True, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(self, free_port(), {**self.env, **env})
+    def start_worker(self, wait: bool = True, supervised: bool = False, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(self, free_port(), {**self.env, **env}, supervised=supervised)
         self.workers.append(worker)
         if wait:
             worker.wait_healthy()
@@ -120,23 +120,43 @@ class Deployment:
             worker.kill()
 
 
+STALL_EXIT_CODE = 3  # the stall watchdog's exit (stream.app.check_progress): "restart me"
+
+
 class WorkerProcess:
-    def __init__(self, deployment: Deployment, port: int, env: dict[str, str]) -> None:
+    """A worker on its own port. ``supervised`` does what a supervisor does in production (docker-compose's
+    restart policy, deploy/supervise.sh): a worker that exits with the stall watchdog's code 3 is started
+    again, on the same port and data directory, the next time the test looks at it. Faust's consumer can
+    stop fetching after a rebalance (faust-streaming #175/#523); tests with many rebalances meet it."""
+
+    def __init__(self, deployment: Deployment, port: int, env: dict[str, str], supervised: bool = False) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = deployment.tmp / f"worker-{port}.log"
-        env = {**env, "KPI_WEB_PORT": str(port)}
+        self.env = {**env, "KPI_WEB_PORT": str(port)}
+        self.supervised = supervised
+        self.restarts = 0
         self._log = open(self.log_path, "wb")
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker", "--loglevel", os.environ.get("KPI_TEST_WORKER_LOGLEVEL", "warning")],
-            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
+    def _revive(self) -> None:
+        if self.supervised and self.proc.poll() == STALL_EXIT_CODE:
+            self.restarts += 1
+            self._start()
+
     def health(self) -> tuple[int, dict]:
+        self._revive()
         return http_json(f"{self.url}/healthz", timeout=3)
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         def healthy():
+            self._revive()
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             return self.health()[0] == 200
@@ -147,11 +167,13 @@ class WorkerProcess:
             raise AssertionError(f"{exc}\n--- worker log ---\n{self.log_tail()}") from None
 
     def kpis(self, window: str = "all") -> dict:
+        self._revive()
         status, doc = http_json(f"{self.url}/kpis?window={window}", timeout=20)
         assert status == 200, doc
         return doc
 
     def metrics(self) -> str:
+        self._revive()
         return http_text(f"{self.url}/metrics")
 
     def counter(self, name: str) -> float:
