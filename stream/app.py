@@ -257,9 +257,9 @@ class BytesKeyTable:
         self.table = table
 
     def get(self, key: str) -> bytes | None:
-        # Straight from the store (so also outside any event, as in rebuilds): the table's own get asks the store twice (``key in data``, then
-        # ``data[key]``: two RocksDB reads) and only adds sensor calls. Writes must go through the
-        # table, which sends the changelog record.
+        # Straight from the store, so also outside any event (as in rebuilds). The table's own get asks
+        # the store twice (``key in data``, then ``data[key]``: two RocksDB reads) and only adds sensor
+        # calls. Writes must go through the table, which sends the changelog record.
         return self.table.data.get(key.encode())
 
     def __setitem__(self, key: str, value: bytes) -> None:
@@ -363,10 +363,10 @@ class BrokerProbe:
     thousands) and decoding it every 2 s cost a few % of the worker's CPU.
     """
 
-    def __init__(self, bootstrap: str, topics: list[str] | None = None, security: dict[str, Any] | None = None,
+    def __init__(self, bootstrap: str, topics: list[str], security: dict[str, Any] | None = None,
                  timeout: float = 3.0) -> None:
         self.bootstrap = bootstrap
-        self.topics = list(topics or ())
+        self.topics = list(topics)
         self.security = security or {}
         self.timeout = timeout
         self.client: AIOKafkaClient | None = None
@@ -378,13 +378,9 @@ class BrokerProbe:
                     bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000), **self.security
                 )
                 await asyncio.wait_for(self.client.bootstrap(), self.timeout)
-                if self.topics:
-                    self.client.set_topics(self.topics)
-            if self.topics:
-                if not await asyncio.wait_for(self.client.force_metadata_update(), self.timeout):
-                    raise ConnectionError("no broker answered the metadata request")
-            else:
-                await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout)
+                self.client.set_topics(self.topics)
+            if not await asyncio.wait_for(self.client.force_metadata_update(), self.timeout):
+                raise ConnectionError("no broker answered the metadata request")
             return True
         except Exception:
             if self.client is not None:
