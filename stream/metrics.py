@@ -281,7 +281,7 @@ class PipelineCollector:
         yield over_cap
         rocksdb = GaugeMetricFamily(
             "kpi_rocksdb_memory_bytes",
-            "Memory RocksDB holds for this worker's tables (RocksDB store only), by table and kind: memtables, "
+            "Memory RocksDB holds for this worker's tables (0 with the memory store), by table and kind: memtables, "
             "block_cache, table_readers.",
             labels=["table", "kind"],
         )
