@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -24,9 +23,10 @@ from prometheus_client import CollectorRegistry
 from alerts.service import attach_alerts
 from stream.config import Settings
 from stream.deadletter import deadletter_record
+from stream.durability import AckWhenDurable, ChangelogTable, count_only_worker_acks, exit_for_restart
 from stream.events import EventValidator, InvalidEvent, epoch_ms
 from stream.kafka_security import aiokafka_security, faust_credentials
-from stream.kpi.engine import EngineConfig, KpiEngine
+from stream.kpi.engine import TOPICS_OF_GROUP, EngineConfig, KpiEngine
 from stream.metrics import register_metrics
 from stream.roster import RosterFile
 from stream.stats import PipelineStats
@@ -69,6 +69,7 @@ class WorkerContext:
     broker_ok: bool = False
     broker_checked: float = 0.0
     stalled: str | None = None  # set by the watchdog: why this worker is not making progress
+    ready_since: float = 0.0  # wall time the last table recovery completed: a stall is counted from there at most
     scrape: Any = None  # stream.metrics.ScrapeState: what /metrics refreshes before rendering (set by register_metrics)
     alert_stats: Any = None  # alerts.sinks.base.new_stats(): set by alerts.service.attach_alerts
 
@@ -82,6 +83,8 @@ def create_app(settings: Settings) -> WorkerContext:
         settings.kpi_app_id,
         broker=servers,
         broker_credentials=faust_credentials(settings),
+        # The broker sees the deployment by name (logs, quotas), not as every Faust app's "faust-<version>".
+        broker_client_id=settings.kpi_app_id,
         store=settings.kpi_store,
         datadir=str(datadir),
         web_host=settings.kpi_web_host,
@@ -114,9 +117,13 @@ def create_app(settings: Settings) -> WorkerContext:
         table_key_serializer="raw",
         table_value_serializer="raw",
         autodiscover=False,
+        # Entity writes hand their changelog futures to the agent, which acks events only once those are
+        # acknowledged (stream.durability).
+        Table=ChangelogTable,
         web_enabled=True,
         web_in_thread=False,
     )
+    count_only_worker_acks(app.consumer)
     engine = KpiEngine(
         EngineConfig(
             sla_seconds=settings.kpi_sla_seconds,
@@ -148,6 +155,7 @@ def create_app(settings: Settings) -> WorkerContext:
     ctx.deadletter_topic = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
     _wire_group(ctx, "leads", [settings.topic("leads"), settings.topic("calls")])
     _wire_group(ctx, "deals", [settings.topic("deals")])
+    _forget_revoked_partitions(ctx)
     _wire_timers(ctx)
     from stream.web import register_views  # late import: the views module needs a context to exist
 
@@ -189,6 +197,7 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
                 group, sorted(fresh), count, time.monotonic() - started, ctx.engine.archived_rows_skipped,
             )
         ctx.built[group] = active
+        ctx.ready_since = time.time()
 
     def apply(event: Any, wall_ms: int) -> tuple[str, str] | None:
         """Apply one message; (reason, detail) when it must be dead-lettered instead."""
@@ -209,11 +218,12 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
             return "internal_error", "the worker failed to apply this event; see its log"
 
     async def process(stream: faust.StreamT) -> None:
-        # Batches (stream.take_events): Faust acks the events of a batch, so their offsets become
-        # committable, only when the loop comes back for the next batch, i.e. after every event of this
-        # one was applied. A crash mid-batch redelivers the whole batch and the entities' event_ids skip
-        # what was applied already: at-least-once with idempotent application, as event by event.
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        # Batches, acked by us (stream.durability): an event's offset becomes committable only once every
+        # changelog record written while applying its batch is acknowledged by the broker. A crash before
+        # that redelivers the batch and the entities' event_ids skip what was applied already:
+        # at-least-once with idempotent application.
+        acks = AckWhenDurable(stream.ack)
+        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             wall_ms = int(time.time() * 1000)
             for event in events:
                 # Table reads and writes go to the partition of Faust's "current event", which in a
@@ -223,10 +233,12 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
                 if rejected is not None:
                     await dead_letter(event.message, _raw(event), *rejected)
                 partition = event.message.partition
+                ctx.stats.processed(event.message.topic, partition, event.message.offset)
                 if ctx.engine.partitions.get((group, partition), _NO_STATE).pending_retirement:
                     # Here, in the context of an event of this partition: Faust writes a table only there.
                     retired = ctx.engine.retire(entities, group, partition)
                     log.info("%s: retired %d quiet entities of partition %d", group, retired, partition)
+            await acks.add(events, table.take_written())
 
     async def dead_letter(message: Any, raw: bytes, reason: str, detail: str) -> None:
         ctx.stats.dead_letter(reason)
@@ -237,6 +249,25 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
 
     process.__name__ = f"{group}_agent"
     app.agent(topic, name=f"{group}_agent")(process)
+
+
+def _forget_revoked_partitions(ctx: WorkerContext) -> None:
+    """Drop the aggregates of partitions the moment a rebalance takes them away.
+
+    ``rebuild_aggregates`` runs only when a recovery completes. A partition revoked in a rebalance whose
+    recovery was cut short by the next one, and assigned back in that next one, would otherwise keep
+    the aggregates from before, missing what its other owner applied meanwhile.
+    """
+    groups = {group: {ctx.settings.topic(s) for s in TOPICS_OF_GROUP[group]} for group in ctx.built}
+
+    @ctx.app.on_partitions_assigned.connect
+    async def forget_revoked(app: Any, assigned: Any, **kwargs: Any) -> None:
+        for group, topics in groups.items():
+            owned = {tp.partition for tp in assigned if tp.topic in topics}
+            revoked = ctx.built[group] - owned
+            if revoked:
+                ctx.engine.drop(group, revoked)
+                ctx.built[group] = ctx.built[group] & owned
 
 
 def _raw(event: Any) -> bytes:
@@ -339,7 +370,9 @@ async def check_progress(ctx: WorkerContext, now: float) -> None:
     """
     if not is_consuming(ctx)[0] and not ctx.stalled:
         return  # starting, rebalancing, recovering or cut off from the broker: not a stall
-    quiet_since = ctx.stats.last_event_wall or ctx.stats.started
+    # Quiet since the last processed message, or since the worker took its partitions: a worker that has
+    # just recovered partitions from a dead peer has had no chance to process them yet.
+    quiet_since = max(ctx.stats.last_event_wall or 0.0, ctx.stats.started, ctx.ready_since)
     if now - quiet_since < ctx.settings.kpi_stall_seconds:
         ctx.stalled = None
         return
@@ -349,10 +382,7 @@ async def check_progress(ctx: WorkerContext, now: float) -> None:
         return
     ctx.stalled = f"stalled: {waiting} messages waiting, none processed for {now - quiet_since:.0f}s"
     if ctx.settings.kpi_exit_on_stall:
-        log.error("%s; exiting (code 3) so the supervisor restarts this worker "
-                  "(KPI_EXIT_ON_STALL=false only reports it)", ctx.stalled)
-        logging.shutdown()
-        os._exit(3)  # a clean stop can hang on the very consumer that is stuck
+        exit_for_restart(f"{ctx.stalled} (KPI_EXIT_ON_STALL=false only reports it)")
     log.error("%s (KPI_EXIT_ON_STALL=false: reporting only)", ctx.stalled)
 
 

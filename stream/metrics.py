@@ -116,23 +116,29 @@ class ConsumerOffsets:
                 pass
 
     def lag(self, ctx: WorkerContext) -> Iterator[tuple[str, str, int, int]]:
-        """``(group, topic suffix, partition, lag)`` for assigned source partitions: end offset − committed."""
+        """``(group, topic suffix, partition, lag)`` for assigned source partitions: end offset − position.
+
+        The position is the next offset this worker has to process: past the last message it processed,
+        and at least the group's committed offset (what a worker just assigned starts from). Committed
+        offsets alone overstate lag: they trail processing, and read 0 right after a restart.
+        """
         if not self.highwaters:
             return
         try:
             consumer = ctx.app.consumer
             assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-            # Faust's own record of what it committed: the next offset to read, per partition.
+            # Faust's record of the group's committed offsets (the next offset to read), from the broker at
+            # assignment and from its own commits.
             committed = {(tp.topic, tp.partition): off for tp, off in consumer._committed_offset.items()}
         except Exception:
             return
+        positions = ctx.stats.positions
         for (topic, partition), end in sorted(self.highwaters.items()):
             if (topic, partition) not in assigned:
                 continue
             suffix = ctx.suffix_of_topic[topic]
-            # Nothing committed yet: the group starts from the earliest offset, 0 unless retention deleted data.
-            done = committed.get((topic, partition)) or 0
-            yield GROUP_OF_TOPIC[suffix], suffix, partition, max(0, end - done)
+            position = max(positions.get((topic, partition), 0), committed.get((topic, partition)) or 0)
+            yield GROUP_OF_TOPIC[suffix], suffix, partition, max(0, end - position)
 
 
 @dataclass
@@ -291,7 +297,8 @@ class PipelineCollector:
         yield rocksdb
         lag = GaugeMetricFamily(
             "kpi_consumer_lag_messages",
-            "Messages not yet processed and committed: end offset minus committed offset, per assigned partition.",
+            "Messages not yet processed by this worker, per assigned partition: end offset minus the next offset to "
+            "process.",
             labels=["group", "topic", "partition"],
         )
         scrape = getattr(ctx, "scrape", None)

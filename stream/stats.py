@@ -53,7 +53,12 @@ class PipelineStats:
         self.last_event_ts_ms: int | None = None  # occurred_at of the last applied event
         self.max_event_ts_ms: int | None = None  # largest occurred_at applied (event-time progress)
         self.latency = Histogram(LATENCY_BUCKETS_S)  # seconds from occurred_at to applied
+        # (full topic, partition) -> the next offset this worker has to process: what lag is measured from.
+        self.positions: dict[tuple[str, int], int] = {}
         self.started = clock()
+
+    def processed(self, topic: str, partition: int, offset: int) -> None:
+        self.positions[(topic, partition)] = offset + 1
 
     def applied(self, topic: str, event_type: str, ts_ms: int) -> None:
         now = self.clock()

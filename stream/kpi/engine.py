@@ -100,6 +100,38 @@ class Archive(msgspec.Struct, array_like=True):
 
 
 _decode_archive = msgspec.msgpack.Decoder(Archive).decode
+NO_CUTOFF = -(2**62)
+
+
+def merge_changelog_record(
+    key: str, stored: bytes | None, incoming: bytes | None, archive_of: Callable[[int], bytes | None]
+) -> bytes | None:
+    """What a table recovering from its changelog keeps for ``key``: the same whatever order records came in.
+
+    A killed worker's last produce requests can reach the broker after its successor's writes (they
+    were in flight, or queued in a slow broker), so the changelog may end with an older value of an
+    entity. Entities only ever gain facts, so the union of the two is the newest; the archive of a
+    partition only moves to later cutoffs. A deletion (retirement) is applied only to a row the
+    partition's archive covers: a row that gained facts since is not retired. ``archive_of(partition)``
+    gives the partition's archive record as known at this point of the recovery.
+    """
+    if key.startswith(ARCHIVE_PREFIX):
+        if incoming is None or stored is None:
+            return stored if incoming is None else incoming
+        return stored if _decode_archive(stored).cutoff > _decode_archive(incoming).cutoff else incoming
+    if stored is None:
+        return incoming
+    old = _decode(stored)
+    if incoming is None:
+        archive = archive_of(old.partition)
+        cutoff = NO_CUTOFF if archive is None else _decode_archive(archive).cutoff
+        return None if retirable(key, old, cutoff) else stored
+    new = _decode(incoming)
+    if len(new.facts) >= len(old.facts) and {f.eid for f in old.facts} <= {f.eid for f in new.facts}:
+        return incoming  # the usual case: a later value of the entity
+    known = {f.eid for f in new.facts}
+    merged = sorted([*new.facts, *(f for f in old.facts if f.eid not in known)])
+    return _encode(Entity(partition=new.partition, facts=merged))
 
 
 class PartitionState:
@@ -111,7 +143,7 @@ class PartitionState:
         )
         self.watermarks: dict[str, int] = {}  # topic suffix -> largest occurred_at applied (ms)
         self.entities = 0
-        self.archive = Archive(cutoff=-(2**62), totals=[])
+        self.archive = Archive(cutoff=NO_CUTOFF, totals=[])
         self.pending_retirement: tuple[int, list[str]] | None = None  # (cutoff, keys) found by plan_retirement
         self.scanned_cutoff = -(2**62)
 
@@ -224,6 +256,20 @@ class KpiEngine:
         group = GROUP_OF_TOPIC[topic_suffix]
         state = self.partition(group, partition)
         fact = fact_from_event(event)
+        key = entity_key(event)
+        raw = table.get(key)
+        if raw is None:
+            entity = Entity(partition=partition, facts=[])
+        else:
+            entity = _decode(raw)
+            if any(f.eid == fact.eid for f in entity.facts):
+                # A redelivery: the event_id is in the entity's own stored value. Written again because
+                # a local store (RocksDB) survives a kill -9 with writes whose changelog records were
+                # lost; the event is redelivered precisely because they were, and this puts the entity
+                # back in the changelog. Checked before "too late": the watermark rebuilt after a crash
+                # includes this very batch, and an event applied once must not be refused the second time.
+                table[key] = raw
+                return False
         reference = state.watermarks.get(topic_suffix) if self.config.event_clock else wall_ms
         if reference is not None and fact.ts < minute_of(reference) * 60_000 - self._too_late_ms:
             raise InvalidEvent(
@@ -231,14 +277,6 @@ class KpiEngine:
                 f"`occurred_at` is more than {self._too_late_ms // 3_600_000} h older than the partition's "
                 f"{'watermark' if self.config.event_clock else 'wall clock'}",
             )
-        key = entity_key(event)
-        raw = table.get(key)
-        if raw is None:
-            entity = Entity(partition=partition, facts=[])
-        else:
-            entity = _decode(raw)
-        if any(f.eid == fact.eid for f in entity.facts):
-            return False  # a redelivery: the event_id is in the entity's own stored value
         if len(entity.facts) >= self.config.max_facts_per_entity:
             raise InvalidEvent(
                 "entity_full",

@@ -115,20 +115,26 @@ def test_latency_freshness_and_counts_follow_the_stats():
     assert len(LATENCY_BUCKETS_S) + 1 == len(stats.latency.counts)
 
 
-def test_consumer_lag_is_end_offset_minus_committed_for_assigned_partitions():
+def test_consumer_lag_is_end_offset_minus_the_next_offset_to_process_for_assigned_partitions():
     consumer = FakeConsumer(
-        assigned=[TP("p.leads", 0), TP("p.calls", 0), TP("p.deals", 1), TP("kpi-leads_entities-changelog", 0)],
-        committed={TP("p.leads", 0): 40, TP("p.deals", 1): 7},
+        assigned=[TP("p.leads", 0), TP("p.calls", 0), TP("p.deals", 1), TP("p.deals", 2),
+                  TP("kpi-leads_entities-changelog", 0)],
+        committed={TP("p.leads", 0): 40, TP("p.deals", 1): 7, TP("p.deals", 2): 30},
     )
     clock = Clock(0.0)
-    ctx = fake_ctx(PipelineStats(clock=clock), consumer=consumer)
+    stats = PipelineStats(clock=clock)
+    stats.processed("p.leads", 0, 44)  # processed up to offset 44, committed up to 40: 45 is next
+    stats.processed("p.deals", 2, 11)  # processed before a rebalance; the group has committed further since
+    ctx = fake_ctx(stats, consumer=consumer)
     # End offsets as the refresh stores them; p.deals/3 was revoked since.
-    ctx.scrape.offsets.highwaters = {("p.leads", 0): 50, ("p.calls", 0): 3, ("p.deals", 1): 7, ("p.deals", 3): 99}
+    ctx.scrape.offsets.highwaters = {("p.leads", 0): 50, ("p.calls", 0): 3, ("p.deals", 1): 7, ("p.deals", 2): 31,
+                                     ("p.deals", 3): 99}
     reg = registry_for(ctx, clock)
     lag = lambda group, topic, p: reg.get_sample_value("kpi_consumer_lag_messages", {"group": group, "topic": topic, "partition": p})  # noqa: E731
-    assert lag("leads", "leads", "0") == 10
-    assert lag("leads", "calls", "0") == 3  # nothing committed yet: from offset 0
+    assert lag("leads", "leads", "0") == 5
+    assert lag("leads", "calls", "0") == 3  # nothing processed or committed yet: from offset 0
     assert lag("deals", "deals", "1") == 0
+    assert lag("deals", "deals", "2") == 1
     assert lag("deals", "deals", "3") is None
 
 

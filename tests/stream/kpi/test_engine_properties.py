@@ -444,6 +444,48 @@ def test_redelivery_is_applied_once():
     assert cluster.snapshot("all", epoch_ms(event.occurred_at))["overall"]["leads_created"] == 1
 
 
+class _RecordingTable(dict):
+    """A dict table that counts writes, as the changelog would see them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def __setitem__(self, key, value) -> None:
+        self.writes.append(key)
+        super().__setitem__(key, value)
+
+
+def test_a_redelivery_is_written_again_for_a_local_store_ahead_of_its_changelog():
+    # RocksDB keeps a write whose changelog record a kill -9 lost; the event comes back because its offset
+    # was never committed, and writing the (unchanged) entity again is what puts it in the changelog.
+    engine = KpiEngine(EngineConfig(event_clock=True))
+    table = _RecordingTable()
+    event = VALIDATOR.validate(orjson.dumps(_lead("a", "2026-11-20T10:00:00Z")), "leads")
+    assert engine.apply(table, "leads", 0, event, 0) is True
+    stored = table["L:L"]
+    assert engine.apply(table, "leads", 0, event, 0) is False
+    assert table.writes == ["L:L", "L:L"] and table["L:L"] == stored
+
+
+def test_a_redelivery_is_a_duplicate_even_when_later_events_make_it_look_too_late():
+    # After a crash the watermark is rebuilt from the table, which holds the events applied after the last
+    # commit; those come again, and one applied once must not be dead-lettered `too_late` the second time.
+    engine = KpiEngine(EngineConfig(event_clock=True))
+    table: dict = {}
+    early = VALIDATOR.validate(orjson.dumps(_lead("early", "2026-11-18T10:00:00Z", "A")), "leads")
+    later = VALIDATOR.validate(orjson.dumps(_lead("later", "2026-11-20T12:00:00Z", "B")), "leads")
+    assert engine.apply(table, "leads", 0, early, 0) and engine.apply(table, "leads", 0, later, 0)
+    rebuilt = KpiEngine(EngineConfig(event_clock=True))
+    rebuilt.rebuild("leads", [0], table.items(), 0)
+    assert rebuilt.partitions[("leads", 0)].watermarks["leads"] == epoch_ms(later.occurred_at)
+    assert rebuilt.apply(table, "leads", 0, early, 0) is False  # a duplicate, not "too late"
+    with pytest.raises(InvalidEvent) as info:  # a new event that old is still too late
+        rebuilt.apply(table, "leads", 0, VALIDATOR.validate(orjson.dumps(_lead("new", "2026-11-18T10:00:00Z", "C")),
+                                                              "leads"), 0)
+    assert info.value.reason == "too_late"
+
+
 # ---------------------------------------------------------------------------------- known bugs --
 def _deal_docs(created_at: str, won_at: str) -> list[dict]:
     return [
