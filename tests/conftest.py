@@ -96,8 +96,9 @@ class Deployment:
         self.workers: list[WorkerProcess] = []
         asyncio.run(_ensure_topics(self.prefix, self.bootstrap))
 
-    def start_worker(self, wait: bool = True, supervised: bool = False, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(self, free_port(), {**self.env, **env}, supervised=supervised)
+    def start_worker(self, wait: bool = True, supervised: bool = False, port: int | None = None, **env: str) -> WorkerProcess:
+        """A worker on a new port, or on ``port`` again: the same data directory, as a restart on the same machine."""
+        worker = WorkerProcess(self, port or free_port(), {**self.env, **env}, supervised=supervised)
         self.workers.append(worker)
         if wait:
             worker.wait_healthy()
@@ -131,7 +132,7 @@ class WorkerProcess:
         self.env = {**env, "KPI_WEB_PORT": str(port)}
         self.supervised = supervised
         self.restarts = 0
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")  # a restart on the same port appends
         self._start()
 
     def _start(self) -> None:

@@ -55,10 +55,15 @@ def roster_file(tmp_path):
     return path
 
 
-def test_scale_out_1_to_3_and_back_to_1_keeps_every_number_exact(make_deployment, roster_file):
+# The product runs RocksDB; memory:// recovers from the changelog alone, so every restart is a full recovery.
+STORES = pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
+
+
+@STORES
+def test_scale_out_1_to_3_and_back_to_1_keeps_every_number_exact(make_deployment, roster_file, store):
     log = make_messy_log(seed=11, n_leads=1500)
     first, second, third = log[: len(log) // 3], log[len(log) // 3 : 2 * len(log) // 3], log[2 * len(log) // 3 :]
-    dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster_file), **SUPERVISED)
+    dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster_file), KPI_STORE=store, **SUPERVISED)
     solo = dep.start_worker(supervised=True)
     dep.produce(_messages(first))
     joiners = [dep.start_worker(wait=False, supervised=True) for _ in range(2)]
@@ -78,27 +83,76 @@ def test_scale_out_1_to_3_and_back_to_1_keeps_every_number_exact(make_deployment
     assert_workers_match([solo], expected)
     assert exported_overall([solo], "kpi_leads_created") == (1, expected["all"]["overall"]["leads_created"])
     assert exported_overall([solo], "kpi_won_revenue")[1] == pytest.approx(float(expected["all"]["overall"]["won_revenue"]))
+    _report_restarts([solo, *joiners])
 
 
-def test_repeated_kill_9_at_random_points_loses_and_doubles_nothing(make_deployment, roster_file):
-    rng = random.Random(2026)
-    log = make_messy_log(seed=5, n_leads=1500)
-    dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster_file), **SUPERVISED)
+def _consumed(worker) -> float:
+    try:
+        return worker.counter("kpi_events_consumed_total") + worker.counter("kpi_events_duplicate_total")
+    except OSError:
+        return 0.0
+
+
+def _kill_9_repeatedly(dep, log, rng, kills: int = 5) -> list:
+    """Two supervised workers; the log streams in; ``kills`` times a random worker dies by kill -9 at a
+    random point of the processing (after a random share of the new events was processed) and a new one
+    takes its place. Returns the workers, settled."""
     workers = [dep.start_worker(wait=False, supervised=True) for _ in range(2)]
     wait_for(lambda: _settled(workers), 90, what="two workers sharing the partitions")
-    cuts = sorted(rng.sample(range(1, len(log)), 4))
-    kills = 0
+    cuts = sorted(rng.sample(range(1, len(log)), kills - 1))
     for lo, hi in zip([0, *cuts], [*cuts, len(log)]):
+        before = sum(_consumed(w) for w in workers)
         dep.produce(_messages(log[lo:hi]))
-        time.sleep(rng.uniform(0.0, 1.5))  # somewhere mid-processing of that chunk
+        share = rng.random()  # of this chunk, processed before the kill: spreads kills over the processing
+        deadline = time.monotonic() + 10
+        while sum(_consumed(w) for w in workers) < before + share * (hi - lo) and time.monotonic() < deadline:
+            time.sleep(0.02)
         victim = rng.randrange(len(workers))
         workers[victim].kill()
-        kills += 1
         workers[victim] = dep.start_worker(wait=False, supervised=True)
     wait_for(lambda: _settled(workers), 120, what="both workers back and settled")
-    assert kills == 5
+    return workers
+
+
+def _report_restarts(workers) -> None:
+    # The tests' supervisor restarts a worker that the stall watchdog ended (code 3); say how often.
+    restarts = sum(w.restarts for w in workers)
+    if restarts:
+        print(f"stall watchdog restarts: {restarts}")
+
+
+@STORES
+def test_repeated_kill_9_at_random_points_loses_and_doubles_nothing(make_deployment, roster_file, store):
+    log = make_messy_log(seed=5, n_leads=1500)
+    dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster_file), KPI_STORE=store, **SUPERVISED)
+    workers = _kill_9_repeatedly(dep, log, random.Random(2026))
+    assert_workers_match(workers, oracle_answers(log, roster_file), timeout=180)
+    _report_restarts(workers)
+
+
+ROUNDS = 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(ROUNDS * 400)
+@STORES
+def test_repeated_kill_9_many_rounds_every_round_exact(make_deployment, roster_file, store):
+    """The kill test ROUNDS times over, each round with its own kill points: a failure rate, not a coin toss."""
+    log = make_messy_log(seed=5, n_leads=1500)
     expected = oracle_answers(log, roster_file)
-    assert_workers_match(workers, expected, timeout=180)
+    failures = []
+    for round_ in range(ROUNDS):
+        dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster_file), KPI_STORE=store, **SUPERVISED)
+        workers = _kill_9_repeatedly(dep, log, random.Random(round_))
+        try:
+            assert_workers_match(workers, expected, timeout=180)
+            verdict = "exact"
+        except AssertionError as exc:
+            verdict = f"WRONG: {str(exc).splitlines()[0][:200]}"
+            failures.append(round_)
+        print(f"round {round_}: {verdict}; stall watchdog restarts {sum(w.restarts for w in workers)}", flush=True)
+        dep.stop()
+    assert not failures, f"{len(failures)}/{ROUNDS} rounds wrong: {failures}"
 
 
 def test_broker_stopped_for_30s_worker_reconnects_by_itself_and_nothing_is_lost(make_deployment, roster_file, tmp_path):
