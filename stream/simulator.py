@@ -726,6 +726,7 @@ async def _live(settings, floor: SalesFloor, until, bad_ratio, speedup, sink, ta
                 took = time.monotonic() - tally.t0
                 echo(f"simulate: backfill done: {tally.sent} messages up to {live_from.isoformat(timespec='seconds')} "
                      f"in {took:.1f} s; live from now on at the wall clock's pace")
+                progress_every = max(progress_every, 60.0)  # a live floor sends a message a minute, not thousands
             while not stop.is_set() and (wait := due - time.monotonic()) > 0.005:  # shorter: batching beats sleeping
                 if time.monotonic() - tally.last_at >= progress_every:
                     tally.progress(echo, sim_ms, floor.tz)
