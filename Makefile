@@ -2,6 +2,7 @@
 #   make demo   install what is missing, start Kafka + Redis + worker + simulator, print where to look
 #   make test   install what is missing, start what the tests need, run the whole suite
 #   make stop   stop the demo (worker, simulator) and the local stack
+#   make wall-screenshot   docs/wall.png: a headless Chromium picture of the running demo's wall
 #   make bench  the benchmarks of bench/ with their defaults (about 45 min; bench/RESULTS.md)
 #   make soak   10 minutes of steady load with a kill -9 every 2 minutes, then the oracle's verdict
 
@@ -13,7 +14,7 @@ PYTEST_ARGS ?=
 
 BENCH_ARGS ?=
 
-.PHONY: demo test stop install status clean soak bench bench-throughput bench-latency bench-alerts bench-memory
+.PHONY: demo test stop install status clean soak wall-screenshot bench bench-throughput bench-latency bench-alerts bench-memory
 
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
@@ -34,6 +35,10 @@ demo: install
 
 stop:
 	@bash deploy/demo.sh down
+
+# Needs `make demo` running (and its backfill caught up); installs Debian's chromium when missing.
+wall-screenshot: install
+	$(PY) -m stream.wall.browser screenshot --url http://127.0.0.1:$${KPI_WEB_PORT:-6066}/wall --out docs/wall.png
 
 status: install
 	@$(KPI) stack status || true

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -51,14 +51,53 @@ def engine_partition_clock(engine: Any) -> Callable[[int], int | None]:
     A deadline then passes only when every touch stamped before it, on either topic, has been applied
     (each topic partition is in event-time order, up to the lateness grace), whatever the interleaving.
     """
+    marks = engine_topic_marks(engine)
 
     def clock(partition: int) -> int | None:
-        state = engine.partitions.get(("leads", partition))
-        if state is None or not state.watermarks:
-            return None
-        return min(state.watermarks.values())
+        return min((marks(partition) or {}).values(), default=None)
 
     return clock
+
+
+class CatchUpClock:
+    """Wall clock for the lead deadlines of a leads-group partition, or None while it catches up on a backlog.
+
+    A worker consuming a backlog (a restart after downtime, a backfill of history) applies a lead.created
+    long before the touch that follows it in the log, and the touch may sit on the other topic; judging the
+    deadline then pages for a lead that was answered in time. So a partition's deadlines wait until each
+    of its topics has *settled*: its newest event time is within ``live_lag_ms`` of the wall clock, or it
+    has not advanced for ``idle_ms`` (a quiet topic has nothing pending). Then the leads still waiting are
+    the ones that really wait, and overdue ones fire at once, as after a restart.
+    """
+
+    def __init__(self, marks: Callable[[int], Mapping[str, int] | None], wall: Callable[[], int] | None = None,
+                 *, live_lag_ms: int = 60_000, idle_ms: int = 5_000) -> None:
+        self.marks = marks
+        self.wall = wall or _wall_ms
+        self.live_lag_ms = live_lag_ms
+        self.idle_ms = idle_ms
+        self.seen: dict[tuple[int, str], tuple[int, int]] = {}  # (partition, topic) -> (mark, wall ms it was first seen)
+
+    def __call__(self, partition: int) -> int | None:
+        now = self.wall()
+        settled = True
+        for topic, mark in (self.marks(partition) or {}).items():
+            seen = self.seen.get((partition, topic))
+            if seen is None or seen[0] != mark:
+                seen = self.seen[(partition, topic)] = (mark, now)
+            if now - mark > self.live_lag_ms and now - seen[1] < self.idle_ms:
+                settled = False  # behind the wall clock and still advancing: a backlog being applied
+        return now if settled else None
+
+
+def engine_topic_marks(engine: Any) -> Callable[[int], Mapping[str, int] | None]:
+    """Newest event time of each topic of a leads-group partition."""
+
+    def marks(partition: int) -> Mapping[str, int] | None:
+        state = engine.partitions.get(("leads", partition))
+        return None if state is None else state.watermarks
+
+    return marks
 
 
 def engine_topic_clock(engine: Any, topic: str = "leads") -> Callable[[int], int | None]:

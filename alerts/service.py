@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from alerts.config import AlertConfig, AlertConfigError
 from alerts.dispatch import Dispatcher
 from alerts.rules import RulesError, RuleSet, check_against_roster, load_rules
-from alerts.runtime import AlertRuntime, engine_partition_clock, engine_topic_clock
+from alerts.runtime import AlertRuntime, CatchUpClock, engine_partition_clock, engine_topic_clock, engine_topic_marks
 from alerts.sinks.base import Redactor, new_stats
 from alerts.sinks.factory import make_queued_sinks
 from alerts.state import RedisAlertStore
@@ -107,8 +107,10 @@ class AlertService:
         self.runtime = AlertRuntime(
             rules=rules, roster=self.roster, store=self.store, dispatcher=self.dispatcher, stats=self.stats,
             app_id=settings.kpi_app_id, grafana_url=config.grafana_url, event_clock=event_clock,
-            partition_clock=engine_partition_clock(ctx.engine) if event_clock else None,
-            hint_clock=engine_topic_clock(ctx.engine) if event_clock else None,
+            # Wall clock: the deadlines of a partition catching up on a backlog wait until it has (CatchUpClock).
+            partition_clock=(engine_partition_clock(ctx.engine) if event_clock
+                             else CatchUpClock(engine_topic_marks(ctx.engine))),
+            hint_clock=engine_topic_clock(ctx.engine) if event_clock else lambda partition: int(time.time() * 1000),
         )
         self.runtime.activity_complete = lambda: len(ctx.built.get("leads", ())) >= settings.kpi_partitions
         self.runtime.partition_live = lambda partition: partition in ctx.built.get("leads", ())

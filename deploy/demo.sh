@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # The live demo: local stack, one worker, the simulator. `up` starts what is not running and prints
-# where to look; `down` stops what it started (by pid file) and the local stack; `status` says what runs.
+# where to look (the wall first); `down` stops what it started (by pid file), deletes the run's topics
+# and the local stack it started; `status` says what runs.
+#
+# Each run has its own app id and topics (demo-<time>), so a second `make demo` never adds a second
+# five weeks of history to the first one's. The simulator backfills five weeks (DEMO_BACKFILL) as fast as
+# the broker takes them, every event at its real past time, then runs live at the wall clock's pace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -8,11 +13,8 @@ KPI="$VENV/bin/kpi-monitor"
 RUN=.stack/demo
 mkdir -p "$RUN"
 PORT=${KPI_WEB_PORT:-6066}
-RATE=${DEMO_RATE:-25}
-SPEEDUP=${DEMO_SPEEDUP:-10}
-# The simulated clock runs SPEEDUP x faster than the wall, so it starts DURATION x (SPEEDUP - 1) in the past
-# and reaches "now" when the run ends; without an end it would run into the future (dead-lettered `future`).
-DURATION=${DEMO_DURATION:-2h}
+BACKFILL=${DEMO_BACKFILL:-5w}
+DURATION=${DEMO_DURATION:-}  # empty: live until `make stop`
 
 running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
@@ -45,28 +47,51 @@ wait_healthy() {
   echo "worker not healthy after 60 s; see $RUN/worker.log" >&2; exit 1
 }
 
+# The run's settings, shared by the worker and the simulator (and `down`, to know what to delete).
+# A five-week backfill reaches up to 36 days back (from local midnight): a wall-clock worker refuses
+# events older than KPI_TOO_LATE_SECONDS (default 25 h) as `too_late`, so the demo's worker accepts 40
+# days, and keeps quiet entities longer than lead_max_age (7 d) + 40 d, as stream/config.py requires.
+run_env() {
+  if [[ ! -f "$RUN/run.env" ]] || ! running worker; then
+    local id; id=demo-$(date -u +%Y%m%d-%H%M%S)
+    cat >"$RUN/run.env" <<ENV
+export KPI_APP_ID=$id
+export KPI_TOPIC_PREFIX=$id.
+export KPI_TOO_LATE_SECONDS=$((40 * 86400))
+export KPI_ENTITY_RETENTION_DAYS=48
+ENV
+  fi
+  # shellcheck disable=SC1091
+  source "$RUN/run.env"
+}
+
 case "${1:-up}" in
   up)
+    echo "kpi-monitor demo: the wall will be at http://127.0.0.1:$PORT/wall"
+    run_env
     "$KPI" stack up
     "$VENV/bin/python" -m stream.promstack up --worker "127.0.0.1:$PORT"
-    # Alerts go to the local Alertmanager started below (its UI lists them), and to Slack too when
+    # Alerts go to the local Alertmanager started above (its UI lists them), and to Slack too when
     # SLACK_WEBHOOK_URL is set in the environment.
     start worker deploy/supervise.sh env KPI_WEB_PORT="$PORT" ALERTMANAGER_URL="${ALERTMANAGER_URL:-http://127.0.0.1:9093}" "$KPI" worker
     wait_healthy
-    start simulator "$KPI" simulate --rate "$RATE" --speedup "$SPEEDUP" --duration "$DURATION" --bad-ratio 0.01
+    start simulator "$KPI" simulate --backfill "$BACKFILL" ${DURATION:+--duration "$DURATION"} ${DEMO_SEED:+--seed "$DEMO_SEED"} --bad-ratio 0.01
     cat <<MSG
 
-kpi-monitor is running with live simulated data: ~${RATE} events/s for ${DURATION}, the simulated clock
-${SPEEDUP}x faster than the wall and arriving at "now" when the run ends (1% malformed, to show dead letters).
-  KPIs (table):        $KPI kpis --window today        (or --json)
+  Wall (open it):      http://127.0.0.1:$PORT/wall        (one team: /wall?team=inbound)
+
+kpi-monitor is running a simulated sales floor (12 reps, stream/roster.example.yaml): first ${BACKFILL} of
+history, backfilled in a minute or so at its real times (the wall says "stale" until it has caught up),
+then live at the wall clock's pace: a new lead every few minutes at the weekday peak, 1% malformed
+messages to show dead letters. Run $KPI_APP_ID, topics ${KPI_TOPIC_PREFIX}*.
+  KPIs (table):        $KPI kpis --window today        (or --window month, --json)
   KPIs (JSON):         http://127.0.0.1:$PORT/kpis?window=1h   (1h, 24h, today, month, all)
   Prometheus metrics:  http://127.0.0.1:$PORT/metrics
   Health:              http://127.0.0.1:$PORT/healthz
   Prometheus:          http://127.0.0.1:9090  (scrapes the worker every 15 s; ops alert rules loaded)
-  Alertmanager:        http://127.0.0.1:9093  (the worker's alerts: slow reps' leads firing and resolving)
+  Alertmanager:        http://127.0.0.1:9093  (the worker's alerts: leads that waited past the SLA)
   Alerts in the log:   grep ' alert ' $RUN/worker.log
-  Grafana:             point a Grafana at Prometheus and load grafana/provisioning + grafana/dashboards (docs/grafana.md);
-                       docs/wall.png shows the wall dashboard
+  Grafana:             point a Grafana at Prometheus and load grafana/provisioning + grafana/dashboards (docs/grafana.md)
   Logs:                $RUN/worker.log  $RUN/simulator.log
   Stop everything:     make stop
 MSG
@@ -74,6 +99,14 @@ MSG
   down)
     stop simulator
     stop worker
+    if [[ -f "$RUN/run.env" ]]; then
+      # shellcheck disable=SC1091
+      source "$RUN/run.env"
+      if [[ -x "$VENV/bin/python" ]]; then
+        "$VENV/bin/python" -c "from stream import stack; from stream.config import load_settings; stack.forget_run(load_settings())" || true
+      fi
+      rm -rf ".stack/worker/$KPI_APP_ID-$PORT" "$RUN/run.env"
+    fi
     "$VENV/bin/python" -m stream.promstack down || true
     if [[ -x "$KPI" ]]; then "$KPI" stack down; fi
     ;;
@@ -81,6 +114,7 @@ MSG
     for name in worker simulator; do
       if running "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
     done
+    [[ -f "$RUN/run.env" ]] && grep -o 'KPI_APP_ID=.*' "$RUN/run.env" || true
     ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

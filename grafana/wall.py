@@ -20,71 +20,76 @@ from grafana.common import (
     BLUE, GREEN, ORANGE, RED, SLA_SECONDS_DEFAULT, Pos, bargauge_panel, fixed, gauge_panel, kpi, new_dashboard,
     now, overall, series, stat_panel, thresholds, timeseries_panel, trend,
 )
+from stream.wall import tiles as wall_tiles
 
 UID = "kpi-wall"
 TITLE = "Sales floor wall"
-FRESH_S = 60  # no event processed for a minute during business hours: something is off
-STALE_S = 300
+# The same freshness thresholds as the wall page (stream/wall/tiles.py).
+FRESH_S = wall_tiles.FRESH_S
+STALE_S = wall_tiles.STALE_S
+# Where each headline tile of the shared wall definition sits on Grafana's 24-column grid.
+POSITIONS = {
+    "waiting": Pos(0, 0, 4, 8), "oldest-wait": Pos(4, 0, 4, 8), "response-p50": Pos(8, 0, 4, 8),
+    "response-p90": Pos(12, 0, 4, 8), "within-sla": Pos(16, 0, 4, 8),
+    "win-rate": Pos(10, 8, 4, 8), "velocity": Pos(14, 8, 5, 8), "open-pipeline": Pos(19, 8, 5, 8),
+}
+BACKGROUND = {"oldest-wait", "within-sla"}  # tiles coloured as a whole, not just their number
+
+
+def unit_of(fmt: str, currency: str) -> str:
+    return {"count": "short", "duration": "s", "percent": "percentunit", "money": f"currency{currency}"}[fmt]
 
 
 @dataclass(frozen=True)
 class Headline:
     """A tile showing one overall KPI; the test compares it with /kpis (``overall[key]`` of ``window``)."""
 
-    title: str
-    metric: str
-    key: str
-    window: str | None  # None: a *now* KPI (the same in every window)
+    tile: wall_tiles.Tile
     unit: str
     pos: Pos
+
+    @property
+    def title(self) -> str:
+        return self.tile.title
+
+    @property
+    def metric(self) -> str:
+        return self.tile.metric.name
+
+    @property
+    def key(self) -> str:
+        return self.tile.key
+
+    @property
+    def window(self) -> str | None:
+        return self.tile.window
 
     def expr(self) -> str:
         return overall(self.metric, window=self.window) if self.window else overall(self.metric)
 
 
 def headlines(currency: str = "USD") -> tuple[Headline, ...]:
-    money = f"currency{currency}"
-    return (
-        Headline("Leads waiting now", "kpi_leads_awaiting_response", "leads_awaiting_response", None, "short", Pos(0, 0, 4, 8)),
-        Headline("Oldest wait", "kpi_oldest_wait_seconds", "oldest_wait_seconds", None, "s", Pos(4, 0, 4, 8)),
-        Headline("Median response today", "kpi_lead_response_p50_seconds", "lead_response_seconds_p50", "today", "s", Pos(8, 0, 4, 8)),
-        Headline("p90 response today", "kpi_lead_response_p90_seconds", "lead_response_seconds_p90", "today", "s", Pos(12, 0, 4, 8)),
-        Headline("Within SLA today", "kpi_lead_response_within_sla_ratio", "lead_response_within_sla_ratio", "today", "percentunit", Pos(16, 0, 4, 8)),
-        Headline("Win rate today", "kpi_win_ratio", "win_rate", "today", "percentunit", Pos(10, 8, 4, 8)),
-        Headline("Pipeline velocity / day (month)", "kpi_pipeline_velocity_per_day", "pipeline_velocity_per_day", "month", money, Pos(14, 8, 5, 8)),
-        Headline("Open pipeline", "kpi_open_pipeline_value", "open_pipeline_value", None, money, Pos(19, 8, 5, 8)),
-    )
+    return tuple(Headline(t, unit_of(t.format, currency), POSITIONS[t.id]) for t in wall_tiles.HEADLINES)
 
 
-WON_TODAY = overall("kpi_won_revenue", window="today")
+WON_TODAY = overall(wall_tiles.WON_TODAY.metric.name, window=wall_tiles.WON_TODAY.window)
 TARGET_TODAY = overall("kpi_revenue_target", period="day")
-LEADERBOARD = f"sort_desc(topk(10, {kpi('kpi_won_revenue', by=['rep'], scope='rep', window='month')}))"
+BOARD = wall_tiles.LEADERBOARD
+LEADERBOARD = (f"sort_desc(topk({BOARD.size}, "
+               f"{kpi(wall_tiles.metric_of(BOARD.key).name, by=['rep'], scope='rep', window=BOARD.window)}))")
 
 
 def build(sla_seconds: float = SLA_SECONDS_DEFAULT, currency: str = "USD") -> dashboard_builders.Dashboard:
     sla = float(sla_seconds)
     money = f"currency{currency}"
-    # Red past the SLA; orange from 80 % of it, so a wait is visibly about to breach.
-    wait_colours = thresholds((None, GREEN), (0.8 * sla, ORANGE), (sla, RED))
-    colours = {
-        "kpi_leads_awaiting_response": fixed(BLUE),
-        "kpi_oldest_wait_seconds": wait_colours,
-        "kpi_lead_response_p50_seconds": wait_colours,
-        "kpi_lead_response_p90_seconds": wait_colours,
-        "kpi_lead_response_within_sla_ratio": thresholds((None, RED), (0.8, ORANGE), (0.9, GREEN)),
-        "kpi_win_ratio": fixed(BLUE),
-        "kpi_pipeline_velocity_per_day": fixed(BLUE),
-        "kpi_open_pipeline_value": fixed(BLUE),
-    }
-    backgrounds = {"kpi_oldest_wait_seconds", "kpi_lead_response_within_sla_ratio"}
     dash = new_dashboard(
         TITLE, UID, tags=["wall"], refresh="10s", time_from="now-8h",
         description="TV / kiosk view of the sales floor: open it with ?kiosk. Numbers are global (all workers).",
     ).timepicker(dashboard_builders.TimePicker().hidden(True))
     for h in headlines(currency):
         dash = dash.with_panel(stat_panel(
-            h.title, [now(h.expr())], h.pos, unit=h.unit, steps=colours[h.metric],
-            background=h.metric in backgrounds,
+            h.title, [now(h.expr())], h.pos, unit=h.unit, steps=thresholds(*h.tile.thresholds(sla)),
+            background=h.tile.id in BACKGROUND,
             decimals=0 if h.unit in ("s", "short", money) else 1,
             description=f"/kpis overall.{h.key}" + (f", window {h.window}" if h.window else " (now)"),
         ))
@@ -100,23 +105,23 @@ def build(sla_seconds: float = SLA_SECONDS_DEFAULT, currency: str = "USD") -> da
                     "wall clock. Red: the numbers on this wall are not live.",
     ))
     dash = dash.with_panel(stat_panel(
-        "Won today vs target", [now(WON_TODAY, "won today"), now(TARGET_TODAY, "daily target")],
+        wall_tiles.WON_TODAY.title, [now(WON_TODAY, "won today"), now(TARGET_TODAY, "daily target")],
         Pos(0, 8, 6, 8), unit=money, decimals=0, horizontal=True, steps=fixed(BLUE),
         description="Target: the roster's monthly quotas / the month's business days (Mon-Fri).",
     ))
     dash = dash.with_panel(gauge_panel(
         "% of today's target", [now(f"{WON_TODAY} / {TARGET_TODAY}")], Pos(6, 8, 4, 8),
         unit="percentunit", minimum=0, maximum=1.5,
-        steps=thresholds((None, RED), (0.5, ORANGE), (1.0, GREEN)),
+        steps=thresholds(*((s.at, s.colour) for s in wall_tiles.TARGET_STEPS)),
     ))
     dash = dash.with_panel(bargauge_panel(
-        "Leaderboard: won this month", [now(LEADERBOARD, "{{rep}}")], Pos(0, 16, 10, 12), unit=money,
-        steps=fixed(GREEN), description="Top 10 reps by won revenue, month to date.",
+        BOARD.title, [now(LEADERBOARD, "{{rep}}")], Pos(0, 16, 10, 12), unit=money,
+        steps=fixed(GREEN), description=f"Top {BOARD.size} reps by won revenue, month to date.",
     ))
     dash = dash.with_panel(timeseries_panel(
-        "Lead response time (rolling hour)", [
-            trend(overall("kpi_lead_response_p50_seconds", window="1h"), "median"),
-            trend(overall("kpi_lead_response_p90_seconds", window="1h"), "p90"),
+        wall_tiles.TREND.title, [
+            *(trend(overall(wall_tiles.metric_of(key).name, window=wall_tiles.TREND.window), label)
+              for label, key in wall_tiles.TREND.keys),
             trend(f"max({series('kpi_lead_response_sla_seconds')})", "SLA"),
         ],
         Pos(10, 16, 14, 12), unit="s", steps=thresholds((None, GREEN), (sla, RED)), show_thresholds=True,

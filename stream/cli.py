@@ -87,7 +87,8 @@ def worker(web_port: int | None, loglevel: str) -> None:
 
 # --- simulator and replay ---------------------------------------------------------------------------
 @main.command()
-@click.option("--rate", type=float, default=20.0, show_default=True, help="Target events per wall-clock second.")
+@click.option("--rate", type=float, default=None,
+              help="Target events per wall-clock second (default: the natural floor, 16 leads per rep per weekday).")
 @click.option("--duration", default=None, help="How long to run: 90s, 10m, 2h (default: until Ctrl-C; with --out only: 1h simulated).")
 @click.option("--seed", type=int, default=None, help="Random seed: same seed and --start give the same events.")
 @click.option("--speedup", type=float, default=1.0, show_default=True, help="Simulated time runs this many times faster than the wall clock.")
@@ -95,12 +96,15 @@ def worker(web_port: int | None, loglevel: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write JSON Lines to this file instead of producing.")
 @click.option("--produce/--no-produce", default=None, help="With --out: also produce to Kafka.")
 @click.option("--bad-ratio", type=float, default=0.0, show_default=True, help="Share of malformed messages (for dead-letter demos).")
-def simulate(rate, duration, seed, speedup, start, out, produce, bad_ratio) -> None:
+@click.option("--backfill", default=None,
+              help="e.g. 5w: first the history since local midnight that long ago, as fast as possible and stamped "
+                   "at its real times, then live at the wall clock's pace (--speedup 1).")
+def simulate(rate, duration, seed, speedup, start, out, produce, bad_ratio, backfill) -> None:
     """Simulate a sales floor (roster from KPI_ROSTER) and produce its events."""
     from stream.simulator import simulate_main
 
     sys.exit(simulate_main(_settings(), rate=rate, duration=duration, seed=seed, speedup=speedup,
-                           out=out, produce=produce, bad_ratio=bad_ratio, start=start))
+                           out=out, produce=produce, bad_ratio=bad_ratio, start=start, backfill=backfill))
 
 
 @main.command()

@@ -78,18 +78,25 @@ def binary(tool: str) -> str:
     return path
 
 
-def ensure_installed(echo: Echo = lambda msg: print(msg, file=sys.stderr, flush=True)) -> None:
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_installed(echo: Echo = _stderr) -> None:
     """Install Debian's prometheus and prometheus-alertmanager packages when a tool is missing."""
     if all(_which(*names) for names in BINARIES.values()):
         return
+    apt_install(DEBIAN_PACKAGES, "Prometheus/Alertmanager", echo)
+
+
+def apt_install(packages: Iterable[str], what: str, echo: Echo = _stderr) -> None:
+    """``apt-get install`` Debian packages (as root); says how to do it by hand otherwise."""
+    packages = list(packages)
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise PromStackError(
-            "Prometheus/Alertmanager are missing; install them with: "
-            f"sudo apt-get install -y {' '.join(DEBIAN_PACKAGES)}"
-        )
-    echo(f"installing {' '.join(DEBIAN_PACKAGES)} with apt-get ...")
+        raise PromStackError(f"{what} missing; install with: sudo apt-get install -y {' '.join(packages)}")
+    echo(f"installing {' '.join(packages)} with apt-get ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *DEBIAN_PACKAGES]):
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             raise PromStackError(f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")

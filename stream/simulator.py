@@ -12,14 +12,17 @@ Two layers, kept apart so tests never need a broker:
 What the floor does: leads arrive as a Poisson process whose intensity follows a business-hours
 curve in the configured time zone (peak 10:00-16:00 on weekdays, low but not zero at night and on
 weekends). Each lead gets a source and usually an owner (else a ``lead.assigned`` a minute or two
-later). Each rep has a lognormal response time; most reps' median is 0.4-0.8 x the SLA (2-4 min
-for the default 5-min SLA), two or three *slow reps* (``SalesFloor.slow_reps``) sit at 2-4 x the SLA,
-and ~5 % of leads are never touched. Touches are calls (outcome mix ~35 % connected, talk time for
-connected calls) or emails/SMS/chats/...; some calls have no lead. A share of leads book a meeting
-after a few touches, some get qualified (-> ``deal.created`` with a product price plus noise) or
-disqualified. Deals move through the configured open stages (sometimes skipping one) and close
-won (~36 %) or lost after a cycle of days (median 2 simulated days). ~1 % of events are delivered
-up to 60 s late, so arrival order is only *mostly* occurred_at order.
+later). Each rep has a lognormal response time; most reps' median is 0.3-0.55 x the SLA (1.5-3 min
+for the default 5-min SLA), one or two *slow reps* (``SalesFloor.slow_reps``) sit at 1.3-2 x the SLA,
+so most first touches are inside the SLA and a few leads an hour wait past it. ~4 % of leads are
+junk, never touched and always disqualified (most by a dedup rule within minutes, the rest within the
+hour or so), so no lead is left waiting for days. Touches are calls (outcome mix ~35 % connected, talk
+time for connected calls) or emails/SMS/chats/...; some calls have no lead. A few leads book a meeting
+after some touches, ~5 % get qualified (-> ``deal.created`` with a product price plus noise), many are
+disqualified. Deals move through the configured open stages (sometimes skipping one) and close won
+(~30 %) or lost after a cycle of days (median a week). With the example roster the natural floor wins
+about the reps' monthly quotas. ~1 % of events are delivered up to 60 s late, so arrival order is only
+*mostly* occurred_at order.
 
 How ``rate``, ``speedup`` and the floor's intensity combine
 ------------------------------------------------------------
@@ -32,7 +35,8 @@ included) and W the week-average of the business-hours curve (0.31). So ``rate``
 average: the instantaneous rate follows the curve (about 3 x ``rate`` at a weekday peak, 0.1-0.2 x
 at night and on weekends), and the first simulated hours are quieter still because lifecycles
 (touches over hours, deals over days) are only starting. The start line on stderr says where on the
-curve the run begins. ``rate=None`` means the natural floor: 30 leads per rep per weekday.
+curve the run begins. ``rate=None`` means the natural floor: 16 leads per rep per weekday (with the
+example roster ~20 leads an hour at a weekday peak, ~30 messages an hour on average).
 Memory: the floor holds the scheduled future of every live lead and deal, about 40 MB per
 simulated event/s once a couple of simulated days have passed (rate 20 at speedup 60: ~15 MB).
 
@@ -42,7 +46,14 @@ clock, so when ``--start`` is not given and a duration is, the start is moved ba
 ``duration x (speedup - 1)``: the run ends at "now" and never runs ahead. Without a duration the
 start is now and a warning says to run the worker with ``KPI_CLOCK=event``.
 
-Determinism requires ``--start`` (and ``--seed``): otherwise the start is the wall clock.
+Backfill (``--backfill 5w``, what ``make demo`` runs): the floor starts at the local midnight five
+weeks before now; its history is produced as fast as Kafka takes it, every event stamped at its real
+past time, then the same floor goes on live at speedup 1, so the simulated clock *is* the wall clock
+and nothing is ever stamped ahead of it. A worker on the wall clock accepts the history only with a
+``KPI_TOO_LATE_SECONDS`` longer than the backfill (the demo's worker has one; a warning says so).
+
+Determinism requires ``--start`` (and ``--seed``): otherwise the start is the wall clock. With
+``--backfill`` the start is a local midnight, so the same seed gives the same history all day.
 """
 
 from __future__ import annotations
@@ -78,24 +89,34 @@ WEEKDAY_CURVE = (0.05,) * 7 + (0.15, 0.4, 0.75) + (1.0,) * 6 + (0.75, 0.45, 0.25
 WEEKEND_CURVE = (0.03,) * 8 + (0.12,) * 12 + (0.05,) * 4
 WEEK_MEAN_WEIGHT = (5 * sum(WEEKDAY_CURVE) + 2 * sum(WEEKEND_CURVE)) / (7 * 24)
 
-LEADS_PER_REP_WEEKDAY = 30  # natural floor size (rate=None)
+# Natural floor size (rate=None): with the funnel below, the example roster's reps win about their
+# monthly quotas (won revenue a month ~ the sum of the quotas), and a weekday peak brings a new lead
+# every ~3 minutes: a floor a person can follow on the wall.
+LEADS_PER_REP_WEEKDAY = 16
 CALLS_WITHOUT_LEAD_PER_LEAD = 0.3  # inbound calls, cold calls
-DEFAULT_LIVE_RATE = 20.0
 
 P_OWNED_AT_CREATE = 0.85
-ASSIGN_MEDIAN_S = 90
-P_NEVER_TOUCHED = 0.05
+ASSIGN_MEDIAN_S = 45
+# Leads nobody ever touches are junk (duplicates, spam, wrong numbers): the CRM's dedup rule drops most
+# within a couple of minutes, the rest a rep or ops disqualifies within the hour or so. None is left
+# waiting for days, as on a floor someone manages.
+P_NEVER_TOUCHED = 0.04
+P_JUNK_DEDUPED = 0.6
+JUNK_DEDUP_MEDIAN_S, JUNK_REVIEW_MEDIAN_S = 90, 45 * 60
 P_REASSIGNED = 0.04
 TOUCH_GAP_MEDIAN_S = 4 * 3600
 P_CALL = 0.55
-P_MEETING = 0.35  # of leads touched at least twice
-P_QUALIFY_AFTER_MEETING = 0.6
-P_QUALIFY_WITHOUT_MEETING = 0.05  # of leads touched 3+ times
+P_MEETING = 0.12  # of leads touched at least twice
+P_QUALIFY_AFTER_MEETING = 0.45
+P_QUALIFY_WITHOUT_MEETING = 0.02  # of leads touched 3+ times
 P_DISQUALIFY = 0.35
-P_DEAL = 0.85
-P_WIN = 0.36
+P_DEAL = 0.8
+P_WIN = 0.3
 P_SKIP_STAGE = 0.15
-DEAL_CYCLE_MEDIAN_S = 2 * 86400
+DEAL_CYCLE_MEDIAN_S = 7 * 86400
+# First-touch times: most reps' median is 0.3-0.55 x the SLA (90-165 s for 5 min), one or two slow reps
+# sit at 1.3-2 x, so most first touches are inside the SLA and the slow reps' leads are the ones that page.
+FAST_MEDIAN_SLA, SLOW_MEDIAN_SLA, RESPONSE_SIGMA = (0.3, 0.55), (1.3, 2.0), 0.5
 P_TEAM_FIELD = 0.7  # `team` is optional on events: present on most
 LATE_SHARE, MAX_LATE_S = 0.01, 60.0
 
@@ -104,7 +125,7 @@ SOURCES = (("web_form", 30), ("paid_search", 15), ("cold_outbound", 15), ("refer
 CHANNELS = (("email", 55), ("sms", 15), ("chat", 15), ("social", 10), ("other", 5))
 OUTCOMES = (("connected", 35), ("no_answer", 30), ("voicemail", 22), ("busy", 8), ("failed", 5))
 TOUCH_COUNTS = ((1, 25), (2, 20), (3, 18), (4, 14), (5, 10), (6, 7), (7, 4), (8, 2))
-PRODUCTS = (("starter", 4_800, 40), ("growth", 12_000, 32), ("scale", 36_000, 20), ("enterprise", 90_000, 8))
+PRODUCTS = (("starter", 4_800, 60), ("growth", 12_000, 28), ("scale", 36_000, 10), ("enterprise", 90_000, 2))
 DISQUALIFY_REASONS = ("no_budget", "not_a_fit", "unresponsive", "duplicate", "competitor_customer")
 LOST_REASONS = ("price", "competitor", "no_decision", "timing", "no_budget")
 
@@ -186,13 +207,13 @@ class SalesFloor:
     def _profiles(self, roster: Roster, sla: float) -> dict[str, RepProfile]:
         rng, reps = self.rng, sorted(roster.reps, key=lambda r: r.rep_id)
         n = len(reps)
-        n_slow = 3 if n >= 10 else 2 if n >= 4 else 1 if n >= 2 else 0
+        n_slow = 2 if n >= 8 else 1 if n >= 3 else 0
         slow = set(r.rep_id for r in rng.sample(reps, n_slow))
         out = {}
         for rep in reps:
             is_slow = rep.rep_id in slow
-            median = sla * (rng.uniform(2.0, 4.0) if is_slow else rng.uniform(0.4, 0.8))
-            out[rep.rep_id] = RepProfile(rep.rep_id, rep.team, median, 0.6, is_slow, rng.uniform(0.7, 1.3))
+            median = sla * rng.uniform(*(SLOW_MEDIAN_SLA if is_slow else FAST_MEDIAN_SLA))
+            out[rep.rep_id] = RepProfile(rep.rep_id, rep.team, median, RESPONSE_SIGMA, is_slow, rng.uniform(0.7, 1.3))
         return out
 
     def weight(self, t: float) -> float:
@@ -277,12 +298,14 @@ class SalesFloor:
         self._emit(t, "lead.created", lead, {"lead_id": lead, "source": self._source()}, owner if owned else None)
         ready = t
         if not owned:
-            ready = t + self._lognormal(ASSIGN_MEDIAN_S, 1.0)
+            ready = t + self._lognormal(ASSIGN_MEDIAN_S, 0.7)
             self._emit(ready, "lead.assigned", lead, {"lead_id": lead}, owner)
         if rng.random() < P_NEVER_TOUCHED:
-            if rng.random() < 0.3:
-                self._emit(t + self._lognormal(2 * 86400, 0.5), "lead.disqualified", lead,
-                           {"lead_id": lead, "reason": "unresponsive"}, None)
+            if rng.random() < P_JUNK_DEDUPED:
+                gone, reason, by = t + self._lognormal(JUNK_DEDUP_MEDIAN_S, 0.5), "duplicate", None
+            else:
+                gone, reason, by = ready + self._lognormal(JUNK_REVIEW_MEDIAN_S, 0.6), rng.choice(DISQUALIFY_REASONS), owner
+            self._emit(gone, "lead.disqualified", lead, {"lead_id": lead, "reason": reason}, by)
             return
         prof = self.profiles[owner]
         touch_t = ready + self._lognormal(prof.median_response_s, prof.sigma)
@@ -472,38 +495,12 @@ def events_per_lead(stages: tuple[str, ...] = DEFAULT_STAGES) -> float:
 
 # ---------------------------------------------------------------- CLI hooks
 
-@dataclass(frozen=True)
-class Option:
-    """A click-free description of a CLI option: ``click.option(*flags, dest, type=..., ...)``."""
-
-    flags: tuple[str, ...]
-    dest: str
-    type: type | None
-    default: Any
-    help: str
-    is_flag: bool = False
-
-
-SIMULATE_OPTIONS = (
-    Option(("--rate",), "rate", float, DEFAULT_LIVE_RATE,
-           "Target average messages per wall-clock second (the floor is sized to match)."),
-    Option(("--duration",), "duration", str, None,
-           "90s, 10m, 2h, 1d: wall time when producing (default until Ctrl-C); "
-           "simulated time with --out only (default 1h)."),
-    Option(("--seed",), "seed", int, None, "Random seed; with --start the output is byte-identical."),
-    Option(("--speedup",), "speedup", float, 1.0, "Simulated time runs this many times faster than the wall clock."),
-    Option(("--start",), "start", str, None, "Simulated start (RFC 3339). Default: now (moved back when speedup > 1)."),
-    Option(("--out",), "out", str, None, "Write JSON Lines here (instead of producing, unless --produce)."),
-    Option(("--produce/--no-produce",), "produce", bool, None, "With --out: also produce to Kafka.", is_flag=True),
-    Option(("--bad-ratio",), "bad_ratio", float, 0.0, "Share of malformed messages, in [0, 1)."),
-)
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?", re.I)
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?", re.I)
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
 
 
 def parse_duration(text: str | float | int) -> float:
-    """Seconds in ``90s``, ``10m``, ``2h``, ``1d``, ``1h30m`` or a bare number of seconds."""
+    """Seconds in ``90s``, ``10m``, ``2h``, ``1d``, ``5w``, ``1h30m`` or a bare number of seconds."""
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
@@ -559,15 +556,28 @@ class _Tally:
                  f"{self.bad} bad, simulated {sim}")
 
 
-async def run_simulate(settings, *, rate: float | None = DEFAULT_LIVE_RATE, duration: str | float | None = None,
+def backfill_start(now: datetime, span: str | float, tz: str = "UTC") -> datetime:
+    """Where a backfill of ``span`` before ``now`` starts: the local midnight on or before ``now - span``.
+
+    Whole local days, so two runs on the same day with the same seed simulate the same history.
+    """
+    local = (now - timedelta(seconds=parse_duration(span))).astimezone(ZoneInfo(tz))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def run_simulate(settings, *, rate: float | None = None, duration: str | float | None = None,
                        seed: int | None = None, speedup: float = 1.0, out: str | os.PathLike | None = None,
                        produce: bool | None = None, bad_ratio: float = 0.0, start: str | datetime | None = None,
+                       backfill: str | float | None = None, now: datetime | None = None,
                        roster: Roster | None = None, echo: Callable[[str], None] = _stderr,
                        progress_every: float = 5.0) -> int:
     """Simulate and produce and/or write; returns an exit code (0 ok, 1 Kafka failed, 2 bad input).
 
     ``produce`` None means: produce unless ``out`` is given. ``duration`` is wall time when producing
     (None: until Ctrl-C / SIGTERM) and simulated time when only writing a file (None: 1 h).
+    ``backfill`` (e.g. ``5w``): the floor starts at the local midnight that long before ``now`` (default:
+    the wall clock); its history up to ``now`` is produced as fast as Kafka takes it, stamped at its real
+    times, then the floor runs live at the wall clock's pace (``speedup`` 1), ``duration`` beyond ``now``.
     """
     from stream.roster import RosterError, load_roster
 
@@ -581,36 +591,54 @@ async def run_simulate(settings, *, rate: float | None = DEFAULT_LIVE_RATE, dura
             raise ValueError("--bad-ratio must be in [0, 1)")
         seconds = parse_duration(duration) if duration is not None else None
         start_dt = parse_start(start)
+        if backfill is not None:
+            parse_duration(backfill)
+            if start_dt is not None:
+                raise ValueError("--backfill and --start exclude each other: a backfill starts --backfill before now")
+            if speedup != 1:
+                raise ValueError("--backfill goes live at the wall clock's pace: --speedup must be 1")
         roster = roster or load_roster(settings.kpi_roster)
     except (ValueError, RosterError) as exc:
         echo(f"simulate: {exc}")
         return 2
     seed = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
-    if produce:
-        span_s = seconds * speedup if seconds is not None else None  # duration is wall time
+    now = now or datetime.now(UTC)
+    live_from = None  # with a backfill: the simulated moment that is "now" on the wall
+    if backfill is not None:
+        start_dt, live_from = backfill_start(now, backfill, settings.kpi_timezone), now
+        history_s = (now - start_dt).total_seconds()
+        if produce and settings.kpi_clock == "wall" and history_s > settings.kpi_too_late_seconds:
+            echo(f"simulate: warning: the backfill reaches {history_s / 86400:.1f} days back; a worker with "
+                 f"KPI_TOO_LATE_SECONDS={settings.kpi_too_late_seconds:g} dead-letters the oldest events as "
+                 f"`too_late` (make demo runs its worker with a larger one)")
+        until = now + timedelta(seconds=seconds) if seconds is not None else None if produce else now
     else:
-        span_s = seconds if seconds is not None else 3600.0  # duration is simulated time
-    if start_dt is None:
-        now = datetime.now(UTC)
-        start_dt = now
-        if produce and speedup > 1:
-            if seconds is None:
-                echo("simulate: warning: with --speedup > 1 and no --duration the simulated clock runs ahead of the "
-                     "wall clock; a worker with KPI_CLOCK=wall dead-letters those events as `future`")
-            else:
-                start_dt = now - timedelta(seconds=seconds * (speedup - 1))
-                if seconds * (speedup - 1) > 24 * 3600:
-                    echo("simulate: warning: the run starts more than 24 h in the past; a worker with "
-                         "KPI_CLOCK=wall dead-letters the oldest events as `too_late` (use KPI_CLOCK=event)")
-    until = start_dt + timedelta(seconds=span_s) if span_s is not None else None
+        if produce:
+            span_s = seconds * speedup if seconds is not None else None  # duration is wall time
+        else:
+            span_s = seconds if seconds is not None else 3600.0  # duration is simulated time
+        if start_dt is None:
+            start_dt = now
+            if produce and speedup > 1:
+                if seconds is None:
+                    echo("simulate: warning: with --speedup > 1 and no --duration the simulated clock runs ahead of "
+                         "the wall clock; a worker with KPI_CLOCK=wall dead-letters those events as `future`")
+                else:
+                    start_dt = now - timedelta(seconds=seconds * (speedup - 1))
+                    if seconds * (speedup - 1) > 24 * 3600:
+                        echo("simulate: warning: the run starts more than 24 h in the past; a worker with "
+                             "KPI_CLOCK=wall dead-letters the oldest events as `too_late` (use KPI_CLOCK=event)")
+        until = start_dt + timedelta(seconds=span_s) if span_s is not None else None
     per_sim_s = None if rate is None else rate * (1 - bad_ratio) / speedup
     floor = SalesFloor(roster, seed, start_dt, sla_seconds=settings.kpi_sla_seconds, stages=tuple(settings.kpi_stages),
                        tz=settings.kpi_timezone, currency=settings.kpi_currency, events_per_second=per_sim_s)
     curve = floor.weight(floor.start_ms / 1000)
+    size = (f"~{floor.peak_leads_per_s * 3600:.0f} leads/h at the weekday peak, "
+            f"~{floor.events_per_second * 60 * speedup / (1 - bad_ratio):.1f} messages per wall minute on average")
     echo(f"simulate: seed {seed}, start {start_dt.isoformat()}, {len(roster.reps)} reps (slow: "
-         f"{', '.join(floor.slow_reps) or 'none'}), ~{floor.events_per_second * speedup / (1 - bad_ratio):.2f} "
-         f"messages per wall s on average at speedup {speedup:g} (business-hours curve at {curve:.0%} of peak "
-         f"at the start), {'producing to ' + settings.topic('*') if produce else 'file only'}"
+         f"{', '.join(floor.slow_reps) or 'none'}), {size} at speedup {speedup:g} (business-hours curve at "
+         f"{curve:.0%} of peak at the start), {'producing to ' + settings.topic('*') if produce else 'file only'}"
+         + (f", backfilling to {live_from.isoformat()} then live" if live_from else "")
          + (f", writing {out}" if out else ""))
     tally = _Tally()
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
@@ -627,7 +655,8 @@ async def run_simulate(settings, *, rate: float | None = DEFAULT_LIVE_RATE, dura
     try:
         with sink_cm as sink:
             if produce:
-                return await _live(settings, floor, until, bad_ratio, speedup, sink, tally, stop, echo, progress_every)
+                return await _live(settings, floor, until, bad_ratio, speedup, sink, tally, stop, echo, progress_every,
+                                   live_from)
             sim_ms = floor.start_ms
             for i, msg in enumerate(floor.messages(until, bad_ratio)):
                 _record(msg, sink, tally)
@@ -663,7 +692,7 @@ def _record(msg: Message, sink, tally: _Tally) -> None:
 
 
 async def _live(settings, floor: SalesFloor, until, bad_ratio, speedup, sink, tally: _Tally,
-                stop: asyncio.Event, echo, progress_every: float) -> int:
+                stop: asyncio.Event, echo, progress_every: float, live_from: datetime | None = None) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
@@ -684,10 +713,20 @@ async def _live(settings, floor: SalesFloor, until, bad_ratio, speedup, sink, ta
             tally.failed += 1
             tally.first_error = tally.first_error or str(error)
 
+    # The simulated moment that maps to the wall clock's "now" when the loop starts: the start, or with a
+    # backfill the real now (everything before it is history, due at once; everything after, at its time).
+    anchor_ms = floor.start_ms if live_from is None else round(live_from.timestamp() * 1000)
+    backfilling = live_from is not None
     sim_ms, wall0 = floor.start_ms, time.monotonic()
     try:
         for msg in floor.messages(until, bad_ratio):
-            due = wall0 + (msg.at_ms - floor.start_ms) / 1000 / speedup
+            due = wall0 + (msg.at_ms - anchor_ms) / 1000 / speedup
+            if backfilling and msg.at_ms > anchor_ms:
+                backfilling = False
+                took = time.monotonic() - tally.t0
+                echo(f"simulate: backfill done: {tally.sent} messages up to {live_from.isoformat(timespec='seconds')} "
+                     f"in {took:.1f} s; live from now on at the wall clock's pace")
+                progress_every = max(progress_every, 60.0)  # a live floor sends a message a minute, not thousands
             while not stop.is_set() and (wait := due - time.monotonic()) > 0.005:  # shorter: batching beats sleeping
                 if time.monotonic() - tally.last_at >= progress_every:
                     tally.progress(echo, sim_ms, floor.tz)
@@ -710,13 +749,14 @@ async def _live(settings, floor: SalesFloor, until, bad_ratio, speedup, sink, ta
     return 1 if tally.failed else 0
 
 
-def simulate_main(settings, *, rate: float | None = DEFAULT_LIVE_RATE, duration: str | float | None = None,
+def simulate_main(settings, *, rate: float | None = None, duration: str | float | None = None,
                   seed: int | None = None, speedup: float = 1.0, out: str | None = None, produce: bool | None = None,
-                  bad_ratio: float = 0.0, start: str | None = None) -> int:
+                  bad_ratio: float = 0.0, start: str | None = None, backfill: str | None = None) -> int:
     """Entry point for ``kpi-monitor simulate``; returns the exit code."""
     try:
         return asyncio.run(run_simulate(settings, rate=rate, duration=duration, seed=seed, speedup=speedup,
-                                        out=out, produce=produce, bad_ratio=bad_ratio, start=start))
+                                        out=out, produce=produce, bad_ratio=bad_ratio, start=start,
+                                        backfill=backfill))
     except KeyboardInterrupt:  # Ctrl-C in file-only mode before the loop could handle it
         _stderr("simulate: interrupted")
         return 130

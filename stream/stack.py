@@ -231,6 +231,33 @@ async def ensure_topics(bootstrap: str, prefix: str, partitions: int = 4) -> dic
     return {n: result[n] for n in names}
 
 
+async def delete_topics(bootstrap: str, prefixes: list[str]) -> list[str]:
+    """Delete the topics whose names start with one of ``prefixes`` (a finished demo run's own); their names."""
+    prefixes = [p for p in prefixes if p]
+    async with _admin(bootstrap, 10_000) as admin:
+        doomed = sorted(t for t in await admin.list_topics() if any(t.startswith(p) for p in prefixes))
+        if doomed:
+            await admin.delete_topics(doomed)
+    return doomed
+
+
+DEMO_RUN_PREFIX = "demo-"  # deploy/demo.sh names each run's topics and app id demo-<time>
+
+
+def forget_run(settings: Any = None, echo: Echo = _print) -> list[str]:
+    """Delete a demo run's topics (KPI_TOPIC_PREFIX) and changelogs (KPI_APP_ID), for ``make stop``.
+
+    Only a demo run's (both named ``demo-…``): never a deployment's topics.
+    """
+    cfg = _Cfg(settings)
+    app_id = getattr(settings, "kpi_app_id", None)
+    if not (cfg.prefix.startswith(DEMO_RUN_PREFIX) and str(app_id).startswith(DEMO_RUN_PREFIX)):
+        raise StackError(f"not a demo run ({cfg.prefix!r}, {app_id!r}): its topics are not deleted")
+    doomed = _run(delete_topics(cfg.bootstrap, [cfg.prefix, f"{app_id}-" if app_id else ""]))
+    echo(f"topics: deleted {len(doomed)} of this run ({cfg.prefix}*, {app_id}-*)")
+    return doomed
+
+
 # ---------------------------------------------------------------- kafka
 
 async def _kafka_up(cfg: _Cfg, paths: _Paths, echo: Echo) -> None:

@@ -19,6 +19,7 @@ import msgspec
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream import wall
 from stream.kpi.aggregates import Agg
 from stream.kpi.snapshot import build_snapshot, merge_partials
 from stream.kpi.windows import WINDOWS
@@ -163,3 +164,5 @@ def register_views(ctx: WorkerContext) -> None:
                 return self.json({"error": "unknown window"}, status=400)
             now_ms = int(request.query.get("now") or ctx.engine.now(int(time.time() * 1000)))
             return self.bytes(encode_partials(ctx, window, now_ms), content_type="application/msgpack")
+
+    wall.register(ctx)  # /wall: the sales floor wall page and its JSON (stream/wall)

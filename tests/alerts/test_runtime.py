@@ -241,3 +241,75 @@ async def test_a_lead_touched_on_its_new_owner_before_any_tick_still_resolves():
     await settle(b)
     assert [n.kind for n in rec.sent] == ["firing", "resolved"]
     await b.dispatcher.stop()
+
+
+# --- a worker catching up on a backlog (wall clock) -----------------------------------------------------
+BACKLOG_RULES = rules("""
+rules:
+  - name: sla
+    type: lead_sla
+    deadline: 5m
+    calendar: none
+""")
+
+
+def backlog_worker(catch_up: bool) -> tuple[Worker, Recorder, list[int]]:
+    from alerts.runtime import CatchUpClock, engine_topic_marks
+
+    clock = [T0]
+    recorder = Recorder()
+    worker = Worker(MemoryAlertStore(), recorder, clock, "w", BACKLOG_RULES)
+    if catch_up:
+        worker.runtime.partition_clock = CatchUpClock(engine_topic_marks(worker.engine), wall=lambda: clock[0])
+    worker.dispatcher.start()
+    return worker, recorder, clock
+
+
+async def apply_backlog(worker: Worker, clock: list[int]) -> None:
+    """A day of log consumed at once, a tick between every two events: lead.created on the leads topic
+    and its call on the calls topic arrive apart, as they do when a worker reads a backlog."""
+    day = 86_400 * S
+    backlog = [
+        ("leads", dict(type="lead.created", lead_id="answered", rep_id="hana", occurred_at=at(T0 - day))),
+        ("leads", dict(type="lead.created", lead_id="late-but-answered", rep_id="hana", occurred_at=at(T0 - 20 * M))),
+        ("leads", dict(type="lead.created", lead_id="waiting", rep_id="hana", occurred_at=at(T0 - 10 * M))),
+        ("calls", dict(type="call.logged", call_id="c1", lead_id="answered", rep_id="hana", direction="outbound",
+                       outcome="connected", duration_s=60, occurred_at=at(T0 - day + 3 * M))),
+        ("calls", dict(type="call.logged", call_id="c2", lead_id="late-but-answered", rep_id="hana",
+                       direction="outbound", outcome="no_answer", duration_s=0, occurred_at=at(T0 - 2 * M))),
+    ]
+    for i, (topic, event) in enumerate(backlog):
+        worker.apply(topic, 0, event_id=f"e{i}", **event)
+        clock[0] += 250
+        await settle(worker)
+
+
+async def test_a_backlog_pages_only_for_the_lead_still_waiting_once_caught_up():
+    worker, recorder, clock = backlog_worker(catch_up=True)
+    await apply_backlog(worker, clock)
+    assert recorder.sent == []  # still catching up: nothing judged yet
+    await run_until([worker], clock, clock[0] + 6 * S, step=250)  # the topics stop advancing: settled
+    assert [(n.kind, n.labels["lead_id"]) for n in recorder.sent] == [("firing", "waiting")]
+    await worker.dispatcher.stop()
+
+
+async def test_without_the_catch_up_clock_a_backlog_pages_for_leads_answered_long_ago():
+    # What CatchUpClock prevents: the plain wall clock judges each lead as soon as its creation is applied.
+    worker, recorder, clock = backlog_worker(catch_up=False)
+    await apply_backlog(worker, clock)
+    fired = {n.labels["lead_id"] for n in recorder.sent if n.kind == "firing"}
+    assert fired == {"answered", "late-but-answered", "waiting"}
+    await worker.dispatcher.stop()
+
+
+async def test_a_live_lead_on_a_quiet_partition_still_fires_at_its_deadline():
+    worker, recorder, clock = backlog_worker(catch_up=True)
+    # The calls topic's newest event is hours old: a quiet topic, not a backlog.
+    worker.apply("calls", 0, event_id="old-call", type="call.logged", call_id="c0", rep_id="hana",
+                 direction="inbound", outcome="connected", duration_s=30, occurred_at=at(T0 - 3 * 3600 * S))
+    worker.apply("leads", 0, event_id="new", type="lead.created", lead_id="fresh", rep_id="hana", occurred_at=at(T0))
+    await run_until([worker], clock, T0 + 5 * M - S, step=250)
+    assert recorder.sent == []
+    await run_until([worker], clock, T0 + 5 * M + S, step=250)
+    assert [(n.kind, n.labels["lead_id"]) for n in recorder.sent] == [("firing", "fresh")]
+    await worker.dispatcher.stop()

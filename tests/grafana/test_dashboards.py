@@ -64,7 +64,7 @@ def test_wall_fits_one_1080p_screen(dashboards):
     assert len(covered) == 24 * bottom  # the whole screen is used, no holes
     titles = {p["title"] for p in wall["panels"]}
     for required in ("Leads waiting now", "Oldest wait", "Freshness", "Median response today", "p90 response today",
-                     "Within SLA today", "Won today vs target", "Win rate today", "Leaderboard: won this month",
+                     "Within SLA today", "Won today vs target", "Win rate this month", "Leaderboard: won this month",
                      "Lead response time (rolling hour)"):
         assert required in titles
     assert any(t.startswith("Pipeline velocity") for t in titles)
@@ -129,27 +129,15 @@ def test_dashboards_json_is_valid_for_provisioning():
     assert provider["providers"][0]["type"] == "file"
 
 
-def test_render_wall_paints_the_grid_with_red_past_the_sla(dashboards):
-    from grafana import render_wall
+def test_the_wall_page_and_the_grafana_wall_show_the_same_tiles(dashboards):
+    from stream.wall import tiles
 
-    overall = {"leads_awaiting_response": 4, "oldest_wait_seconds": 900.0, "lead_response_seconds_p50": 120.0,
-               "lead_response_seconds_p90": 400.0, "lead_response_within_sla_ratio": 0.7, "won_revenue": 12000.0,
-               "win_rate": 0.4, "pipeline_velocity_per_day": 5000.0, "open_pipeline_value": 90000.0}
-    doc = {"overall": overall, "reps": {"hana": {"won_revenue": 9000.0}, "hugo": {"won_revenue": 3000.0}}}
-    data = render_wall.WallData(
-        kpis={w: doc for w in ("1h", "today", "month", "all")},
-        metrics={"kpi_last_processed_timestamp_seconds": [({}, 995.0)], "kpi_last_event_timestamp_seconds": [({}, 990.0)]},
-        now=1000.0, target=10000.0,
-    )
-    wall = dashboards["wall.json"]
-    image = render_wall.render(wall, data)
-    assert image.size == (1920, 1080)
-    panel = next(p for p in wall["panels"] if p["title"] == "Oldest wait")
-    x0, y0, x1, y1 = render_wall.panel_box(panel["gridPos"])
-    red = render_wall._dim(render_wall.COLOURS["red"], 0.75)
-    assert image.getpixel((int(x0) + 6, int(y1) - 6)) == tuple(int(red[i:i + 2], 16) for i in (1, 3, 5))
-    assert render_wall.panel_values(panel, data) == [("Oldest wait", 900.0)]
-    board = next(p for p in wall["panels"] if p["type"] == "bargauge")
-    assert render_wall.panel_values(board, data) == [("hana", 9000.0), ("hugo", 3000.0)]
-    assert render_wall.fmt(900.0, "s") == "15m 00s" and render_wall.fmt(None, "s") == "no data"
-    assert render_wall.fmt(12345.0, "currencyUSD") == "$12.3K" and render_wall.fmt(0.7, "percentunit") == "70%"
+    wall = {p["title"]: p for p in dashboards["wall.json"]["panels"]}
+    for tile in tiles.HEADLINES:
+        panel = wall[tile.title]
+        [target] = panel["targets"]
+        assert tile.metric.name in target["expr"] and (tile.window is None or f'window="{tile.window}"' in target["expr"])
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert [(s["value"], s["color"]) for s in steps] == tile.thresholds(300.0)
+    for title in (tiles.WON_TODAY.title, tiles.LEADERBOARD.title, tiles.TREND.title):
+        assert title in wall
