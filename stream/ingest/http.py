@@ -10,7 +10,6 @@ and event ids make the retry harmless.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from stream.access import bearer_matches
 from stream.config import Settings
 from stream.events import EventValidator
 from stream.ingest.hubspot import (EnrichmentError, HubSpotMapper, SignatureError, Skip, map_notifications,
@@ -61,9 +61,10 @@ class IngestService:
         # In live mode the worker dead-letters events older than its wall clock - 25 h; with the event
         # clock that depends on the partition's watermark, which only the worker knows.
         self.too_late_ms = round(settings.kpi_too_late_seconds * 1000) if settings.kpi_clock == "wall" else None
-        self.token = settings.kpi_ingest_token.get_secret_value().encode() if settings.kpi_ingest_token else None
+        self.token = (settings.kpi_ingest_token.get_secret_value().encode()
+                      if settings.kpi_ingest_token is not None else None)
         self.hubspot_secret = (settings.hubspot_client_secret.get_secret_value()
-                               if settings.hubspot_client_secret else None)
+                               if settings.hubspot_client_secret is not None else None)
         self.registry = CollectorRegistry()
         self.metrics = _Metrics(
             requests=Counter("kpi_ingest_requests", "Ingest HTTP requests by endpoint and status code",
@@ -98,8 +99,7 @@ class IngestService:
         """401 unless the request carries the configured bearer token (none configured: open, loopback only)."""
         if self.token is None:
             return None
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
+        if bearer_matches(request.headers.get("Authorization"), self.token):
             return None
         return _error(401, "unauthorized", "send `Authorization: Bearer <KPI_INGEST_TOKEN>`",
                       {"WWW-Authenticate": 'Bearer realm="kpi-monitor ingest"'})
