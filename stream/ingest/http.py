@@ -23,8 +23,9 @@ from stream.access import bearer_matches
 from stream.config import Settings
 from stream.events import EventValidator
 from stream.ingest.hubspot import (EnrichmentError, HubSpotMapper, SignatureError, Skip, map_notifications,
-                                   verify_signature_v3)
+                                   read_notifications, verify_signature_v3)
 from stream.ingest.intake import Checked, Item, UnreadableBody, check, split_body
+from stream.ingest.json_split import NotJson, TooManyElements
 from stream.ingest.producer import AtCapacity, IngestProducer, KafkaUnavailable
 
 log = logging.getLogger("kpi_monitor.ingest")
@@ -136,13 +137,14 @@ class IngestService:
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
+        limit = self.producer.max_in_flight
         try:
-            items = split_body(body, request.content_type)
+            items = split_body(body, request.content_type, max_events=limit)
         except UnreadableBody as exc:
             return _error(400, "unreadable_body", str(exc))
-        if len(items) > self.producer.max_in_flight:
-            return _error(413, "too_many_events", f"{len(items)} events in one request; the limit is "
-                          f"{self.producer.max_in_flight} (KPI_INGEST_MAX_IN_FLIGHT)")
+        except TooManyElements:
+            return _error(413, "too_many_events", f"more than {limit} events in one request "
+                          "(KPI_INGEST_MAX_IN_FLIGHT); split the batch")
         checked = check(items, self.validator, wall_ms=self._now_ms(), too_late_ms=self.too_late_ms)
         metas = await self._produce(checked)
         if isinstance(metas, web.Response):
@@ -182,13 +184,14 @@ class IngestService:
                 return _error(401, "bad_signature", str(exc))
         elif (denied := self._unauthorized(request)) is not None:
             return denied
+        limit = self.settings.hubspot_max_notifications
         try:
-            notes = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, "unreadable_body", f"not JSON: {exc}")
-        notes = [notes] if isinstance(notes, dict) else notes
-        if not isinstance(notes, list) or not notes:
-            return _error(400, "unreadable_body", "expected a JSON array of HubSpot webhook notifications")
+            notes = read_notifications(body, limit)
+        except NotJson as exc:
+            return _error(400, "unreadable_body", str(exc))
+        except TooManyElements:
+            return _error(413, "too_many_notifications", f"more than {limit} notifications in one request "
+                          "(HUBSPOT_MAX_NOTIFICATIONS)")
         if self.mapper is None:
             return _error(503, "hubspot_disabled", "the HubSpot adapter is not configured")
         try:
