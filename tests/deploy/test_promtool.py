@@ -201,7 +201,11 @@ def test_mounted_files_fit_what_they_configure():
     assert str(job["dns_sd_configs"][0]["port"]) == compose["services"]["worker"]["environment"]["KPI_WEB_PORT"]
 
     alertmanager = compose["services"]["alertmanager"]
-    am_config = yaml.safe_load(_binds(alertmanager)["/etc/alertmanager/alertmanager.yml"].read_text())
+    am_binds = _binds(alertmanager)
+    am_config = yaml.safe_load(am_binds["/etc/alertmanager/alertmanager.yml"].read_text())
+    for template in am_config["templates"]:  # relative to the config file, as Alertmanager reads them
+        assert template in {Path(c).name for c in am_binds}, f"alertmanager template {template} is not mounted"
+        assert am_binds[f"/etc/alertmanager/{template}"] == ALERTMANAGER.parent / template
     secret_dir = str(Path(am_config["global"]["slack_api_url_file"]).parent)
     assert any(t.split(":")[0] == secret_dir for t in alertmanager["tmpfs"])
     assert am_config["global"]["slack_api_url_file"] in " ".join(alertmanager["command"])
