@@ -28,16 +28,20 @@ BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 4
 
 
-def http_json(url: str, timeout: float = 10.0) -> tuple[int, dict]:
+def _request(url: str, token: str | None) -> urllib.request.Request:
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+
+
+def http_json(url: str, timeout: float = 10.0, token: str | None = None) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(_request(url, token), timeout=timeout) as resp:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def http_text(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def http_text(url: str, timeout: float = 10.0, token: str | None = None) -> str:
+    with urllib.request.urlopen(_request(url, token), timeout=timeout) as resp:
         return resp.read().decode()
 
 
@@ -161,15 +165,20 @@ class WorkerProcess:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- worker log ---\n{self.log_tail()}") from None
 
+    @property
+    def token(self) -> str | None:
+        """KPI_WEB_TOKEN of this worker: sent with every request but /healthz."""
+        return self.env.get("KPI_WEB_TOKEN") or None
+
     def kpis(self, window: str = "all") -> dict:
         self._revive()
-        status, doc = http_json(f"{self.url}/kpis?window={window}", timeout=20)
+        status, doc = http_json(f"{self.url}/kpis?window={window}", timeout=20, token=self.token)
         assert status == 200, doc
         return doc
 
     def metrics(self) -> str:
         self._revive()
-        return http_text(f"{self.url}/metrics")
+        return http_text(f"{self.url}/metrics", token=self.token)
 
     def counter(self, name: str) -> float:
         """Sum of all samples of a metric family on this worker."""

@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from stream.access import bearer_matches
+from stream.access import json_response as _json
 from stream.config import Settings
 from stream.events import EventValidator
 from stream.ingest.hubspot import (EnrichmentError, HubSpotMapper, SignatureError, Skip, map_notifications,
@@ -37,10 +38,6 @@ _ROUTES = ("/ingest/events", "/ingest/hubspot", "/healthz", "/metrics")
 class _Metrics:
     requests: Counter
     events: Counter
-
-
-def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json", headers=headers)
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
