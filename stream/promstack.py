@@ -274,7 +274,6 @@ def start_prometheus(
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--storage.tsdb.retention.time={retention}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
     ]
     service = Service("prometheus", cmd, port, workdir)
     return service.wait_ready() if wait else service
