@@ -100,8 +100,10 @@ class Deployment:
         self.workers: list[WorkerProcess] = []
         asyncio.run(_ensure_topics(self.prefix, self.bootstrap))
 
-    def start_worker(self, wait: bool = True, supervised: bool = False, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(self, free_port(), {**self.env, **env}, supervised=supervised)
+    def start_worker(self, wait: bool = True, supervised: bool = False, loglevel: str | None = None,
+                     **env: str) -> WorkerProcess:
+        """``loglevel="debug"`` for tests that read the log for what must never be in it."""
+        worker = WorkerProcess(self, free_port(), {**self.env, **env}, supervised=supervised, loglevel=loglevel)
         self.workers.append(worker)
         if wait:
             worker.wait_healthy()
@@ -128,8 +130,10 @@ class WorkerProcess:
     again, on the same port and data directory, the next time the test looks at it. Faust's consumer can
     stop fetching after a rebalance (faust-streaming #175/#523); tests with many rebalances meet it."""
 
-    def __init__(self, deployment: Deployment, port: int, env: dict[str, str], supervised: bool = False) -> None:
+    def __init__(self, deployment: Deployment, port: int, env: dict[str, str], supervised: bool = False,
+                 loglevel: str | None = None) -> None:
         self.port = port
+        self.loglevel = loglevel or os.environ.get("KPI_TEST_WORKER_LOGLEVEL", "warning")
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = deployment.tmp / f"worker-{port}.log"
         self.env = {**env, "KPI_WEB_PORT": str(port)}
@@ -140,7 +144,7 @@ class WorkerProcess:
 
     def _start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", os.environ.get("KPI_TEST_WORKER_LOGLEVEL", "warning")],
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", self.loglevel],
             cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

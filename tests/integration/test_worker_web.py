@@ -59,7 +59,7 @@ def test_a_worker_serves_its_own_endpoints_and_none_of_faust(deployment):
 
 def test_the_web_token_guards_all_but_health_and_workers_pass_it_to_each_other(make_deployment):
     dep = make_deployment(KPI_WEB_TOKEN=TOKEN)
-    w1 = dep.start_worker()
+    w1 = dep.start_worker(loglevel="debug")  # its log is read for the token below: every line of it
     w2 = dep.start_worker(KPI_WEB_METRICS_PUBLIC="true")  # a scraper without the token may read its /metrics
     wait_for(lambda: sum(len(w.health()[1]["partitions"].get("leads", [])) for w in (w1, w2)) == 4
              and all(w.health()[0] == 200 for w in (w1, w2)), 60, what="both workers assigned")
