@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timedelta, timezone
 
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -21,25 +20,15 @@ from alerts.sinks.webhook import WebhookSink
 from alerts.state import MemoryAlertStore
 from stream.events import EventValidator
 from stream.kpi.engine import GROUP_OF_TOPIC, EngineConfig, KpiEngine
-from stream.simulator import SalesFloor
-from tests.alerts.helpers import roster, rules
+from tests.alerts.helpers import BUSY_FLOOR_RULES, busy_floor, roster, rules
 
-START = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
-RULES = rules("""
-rules:
-  - name: sla
-    type: lead_sla
-    deadline: 2m
-    calendar: none
-    escalation: [{after: 4m, notify: team_lead}, {after: 6m, notify: oncall}]
-""")
+RULES = rules(BUSY_FLOOR_RULES)
 
 
 def log_events() -> list[tuple[str, int, object]]:
-    floor = SalesFloor(roster(), 11, START, events_per_second=4.0)
     validator, partitioner, partitions = EventValidator(), DefaultPartitioner(), [0, 1, 2, 3]
     out = []
-    for e in floor.events(START + timedelta(hours=2)):
+    for e in busy_floor():
         partition = partitioner(e.key.encode(), partitions, partitions)
         out.append((e.topic, partition, validator.validate(json.dumps(e.event).encode(), e.topic)))
     return out

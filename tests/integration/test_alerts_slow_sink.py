@@ -9,35 +9,23 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stream.simulator import SalesFloor
 from tests.alerts.conftest import forget_alert_state, receiver  # noqa: F401  (fixtures)
-from tests.alerts.helpers import roster
+from tests.alerts.helpers import BUSY_FLOOR_RULES, busy_floor
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
-START = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
-RULES = """
-rules:
-  - name: sla
-    type: lead_sla
-    deadline: 2m
-    calendar: none
-    escalation: [{after: 4m, notify: team_lead}, {after: 6m, notify: oncall}]
-"""
 
 
 def _log() -> list[tuple[str, str, bytes]]:
-    floor = SalesFloor(roster(), 11, START, events_per_second=4.0)
-    return [(e.topic, e.key, json.dumps(e.event).encode()) for e in floor.events(START + timedelta(hours=2))]
+    return [(e.topic, e.key, json.dumps(e.event).encode()) for e in busy_floor()]
 
 
 def test_broken_sinks_do_not_slow_a_real_worker(forget_alert_state, make_deployment, receiver, tmp_path):  # noqa: F811
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(BUSY_FLOOR_RULES)
     common = {"KPI_CLOCK": "event", "KPI_ALERT_RULES": str(rules), "KPI_ALERT_EVAL_SECONDS": "0.5"}
     healthy = make_deployment(**common, KPI_ALERT_WEBHOOK_URL=f"{receiver.url}/webhook",
                               SLACK_WEBHOOK_URL=f"{receiver.url}/slack/webhook")
