@@ -75,9 +75,13 @@ def worker(web_port: int | None, loglevel: str) -> None:
         ctx = create_app(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.kpi_web_token is not None:
+        web_auth = "bearer token" + (" (/metrics open)" if settings.kpi_web_metrics_public else "")
+    else:
+        web_auth = "open (KPI_WEB_ALLOW_OPEN)" if settings.kpi_web_allow_open else "open (no KPI_WEB_TOKEN; loopback only)"
     click.echo(
         f"worker {settings.kpi_app_id} on {settings.web_url} (clock={settings.kpi_clock}, "
-        f"brokers={settings.kafka_bootstrap_servers}, topics={settings.kpi_topic_prefix}*)",
+        f"brokers={settings.kafka_bootstrap_servers}, topics={settings.kpi_topic_prefix}*, web auth: {web_auth})",
         err=True,
     )
     faust_worker = Worker(ctx.app, loglevel=loglevel, redirect_stdouts=False)

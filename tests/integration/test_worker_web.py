@@ -93,6 +93,8 @@ def test_the_web_token_guards_all_but_health_and_workers_pass_it_to_each_other(m
         f"Error: the worker at {w1.url} answered 401 (set KPI_WEB_TOKEN to its token)"), refused.stderr
     for worker in (w1, w2):
         assert TOKEN not in worker.log_path.read_text()
+    assert "web auth: bearer token)" in w1.log_path.read_text()
+    assert "web auth: bearer token (/metrics open))" in w2.log_path.read_text()
 
 
 def _exit_of(worker, timeout: float = 60) -> tuple[int | None, str]:
@@ -115,3 +117,4 @@ def test_a_worker_reachable_from_other_machines_needs_a_token(make_deployment):
         "(or KPI_WEB_ALLOW_OPEN=true on a network you trust)"), log
     opted_out = dep.start_worker(KPI_WEB_HOST="0.0.0.0", KPI_WEB_ALLOW_OPEN="true")  # it starts: the user said so
     assert get(opted_out.url + "/kpis")[0] == 200
+    assert "web auth: open (KPI_WEB_ALLOW_OPEN))" in opted_out.log_path.read_text()
