@@ -1,6 +1,7 @@
 # The kpi-monitor image: the worker (default command), and the simulator/replay/kpis CLI.
 #   docker build -t kpi-monitor .
-#   docker run --rm -e KAFKA_BOOTSTRAP_SERVERS=kafka:9092 -e REDIS_URL=redis://redis:6379/0 kpi-monitor
+#   docker run --rm -e KAFKA_BOOTSTRAP_SERVERS=kafka:9092 -e REDIS_URL=redis://redis:6379/0 -e KPI_WEB_TOKEN=… kpi-monitor
+# (the worker binds the container's address, which is not loopback: it needs KPI_WEB_TOKEN)
 # docker-compose.yml builds and runs it with the rest of the stack.
 FROM python:3.11-slim-bookworm
 

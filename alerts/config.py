@@ -34,9 +34,12 @@ def _secret(settings: Any, name: str, env: Mapping[str, str]) -> str | None:
     path = env.get(f"{name.upper()}_FILE")
     if path:
         try:
-            return Path(path).read_text().strip() or None
+            text = Path(path).read_text().strip()
         except OSError as exc:
             raise AlertConfigError(f"{name.upper()}_FILE: cannot read {path}: {exc.strerror}") from None
+        if not text:  # e.g. a secret mount that was never filled: that is an error, not "no secret"
+            raise AlertConfigError(f"{name.upper()}_FILE: {path} is empty")
+        return text
     return None
 
 

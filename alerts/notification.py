@@ -31,7 +31,7 @@ class Notification(msgspec.Struct, kw_only=True):
     rule_type: str  # kpi | lead_sla | no_activity
     severity: str
     title: str
-    text: str  # one plain sentence; mentions are separate
+    text: str  # one plain sentence, event text included as is (sinks escape it for their markup); mentions apart
     facts: list[tuple[str, str]] = []  # (label, value) pairs shown as fields
     labels: dict[str, str] = {}
     value: float | None = None
@@ -40,7 +40,7 @@ class Notification(msgspec.Struct, kw_only=True):
     ends_at: int | None = None  # ms: resolved at
     at: int = 0  # ms: this transition
     owner: str | None = None
-    mentions: list[str] = []  # Slack syntax: <@U123>, <!subteam^S1>, or plain text (@sales-ops-oncall)
+    mentions: list[str] = []  # Slack syntax built from the roster only: <@U123>, <!subteam^S1>, or escaped text
     target: str = "none"  # rep | team | team_lead | oncall | none
     channel: str | None = None  # Slack channel from the roster or the rule; None: the sink's default
     link: str = ""
@@ -50,8 +50,14 @@ class Notification(msgspec.Struct, kw_only=True):
     refresh: bool = False  # an Alertmanager keep-alive of a firing alert, not a new notification
 
 
+def slack_escape(text: str) -> str:
+    """Slack's escaping: ``&``, ``<`` and ``>`` are markup (mentions, links); as entities they are just text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_mention(contact: str | None) -> str | None:
-    """A roster contact as Slack text: user id -> <@U..>, user group -> <!subteam^S..>, else as written."""
+    """A roster contact as Slack text: user id -> <@U..>, user group -> <!subteam^S..>, @here/@channel/
+    @everyone -> <!here>..., anything else as plain text. Only roster values are ever passed here."""
     if not contact:
         return None
     if re.fullmatch(r"[UW][A-Z0-9]{2,}", contact):
@@ -60,7 +66,7 @@ def slack_mention(contact: str | None) -> str | None:
         return f"<!subteam^{contact}>"
     if contact in ("@here", "@channel", "@everyone"):
         return f"<!{contact[1:]}>"
-    return contact
+    return slack_escape(contact)
 
 
 def human_duration(seconds: float | None) -> str:
@@ -104,11 +110,13 @@ class Router:
         return t.slack_channel if t is not None else None
 
     def mentions(self, target: str, team: str | None, owner: str | None) -> list[str]:
+        """Whom to mention, from the roster only. ``team`` and ``owner`` come from events: they select a
+        roster entry and are never mentioned themselves (an owner "@channel" must not page a channel)."""
         t = self.roster.team(team) if team else None
         contact: str | None = None
         if target == "rep" and owner:
             rep = self.roster.rep(owner)
-            contact = rep.slack_user_id if rep is not None and rep.slack_user_id else owner
+            contact = rep.slack_user_id if rep is not None else None
         elif target == "team_lead" and t is not None and t.lead_rep:
             lead = self.roster.rep(t.lead_rep)
             contact = lead.slack_user_id if lead is not None and lead.slack_user_id else t.lead_rep

@@ -30,6 +30,7 @@ from stream.kpi.engine import TOPICS_OF_GROUP, EngineConfig, KpiEngine
 from stream.metrics import register_metrics
 from stream.roster import RosterFile
 from stream.stats import PipelineStats
+from stream.web_access import FAUST_WEB_VIEWS_OFF, access_middleware, check_web_exposure
 
 log = logging.getLogger("kpi_monitor.worker")
 
@@ -75,6 +76,7 @@ class WorkerContext:
 
 
 def create_app(settings: Settings) -> WorkerContext:
+    check_web_exposure(settings)
     servers = [f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
     # One data directory per worker: RocksDB takes a lock on it, and several workers may share a host.
     datadir = settings.kpi_data_dir / f"{settings.kpi_app_id}-{settings.kpi_web_port}"
@@ -122,6 +124,9 @@ def create_app(settings: Settings) -> WorkerContext:
         Table=ChangelogTable,
         web_enabled=True,
         web_in_thread=False,
+        # Only our four paths, behind KPI_WEB_TOKEN when set (stream.web_access): none of Faust's views.
+        **FAUST_WEB_VIEWS_OFF,
+        web_application_options={"middlewares": [access_middleware(settings)]},
     )
     count_only_worker_acks(app.consumer)
     engine = KpiEngine(

@@ -71,10 +71,17 @@ def worker(web_port: int | None, loglevel: str) -> None:
 
     from stream.app import create_app
 
-    ctx = create_app(settings)
+    try:
+        ctx = create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.kpi_web_token is not None:
+        web_auth = "bearer token" + (" (/metrics open)" if settings.kpi_web_metrics_public else "")
+    else:
+        web_auth = "open (KPI_WEB_ALLOW_OPEN)" if settings.kpi_web_allow_open else "open (no KPI_WEB_TOKEN; loopback only)"
     click.echo(
         f"worker {settings.kpi_app_id} on {settings.web_url} (clock={settings.kpi_clock}, "
-        f"brokers={settings.kafka_bootstrap_servers}, topics={settings.kpi_topic_prefix}*)",
+        f"brokers={settings.kafka_bootstrap_servers}, topics={settings.kpi_topic_prefix}*, web auth: {web_auth})",
         err=True,
     )
     faust_worker = Worker(ctx.app, loglevel=loglevel, redirect_stdouts=False)
@@ -177,11 +184,18 @@ def import_maven(pipeline, teams, products, out, tz, time_of_day, stage) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the /kpis document as JSON.")
 @click.option("--url", default=None, help="Worker base URL (default from KPI_WEB_HOST/KPI_WEB_PORT).")
 def kpis(window: str, as_json: bool, url: str | None) -> None:
-    """Show the global KPI snapshot from a running worker."""
-    base = url or _settings().web_url
+    """Show the global KPI snapshot from a running worker (with KPI_WEB_TOKEN when it is set)."""
+    from stream.web_access import auth_headers
+
+    settings = _settings()
+    base = url or settings.web_url
+    request = urllib.request.Request(f"{base}/kpis?window={window}", headers=auth_headers(settings))
     try:
-        with urllib.request.urlopen(f"{base}/kpis?window={window}", timeout=15) as resp:
+        with urllib.request.urlopen(request, timeout=15) as resp:
             doc = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(f"the worker at {base} answered {exc.code}"
+                                   + (" (set KPI_WEB_TOKEN to its token)" if exc.code == 401 else "")) from None
     except (urllib.error.URLError, OSError) as exc:
         raise click.ClickException(f"no worker answers at {base} ({exc}); start one with `kpi-monitor worker`") from None
     if as_json:

@@ -20,6 +20,10 @@ REPO_ROOT = PACKAGE_DIR.parent
 DEFAULT_STAGES = ("prospecting", "qualification", "proposal", "negotiation")
 
 
+# Secrets that decide who may call or trust us: an empty one must never mean "no check".
+AUTH_SECRETS = ("kpi_ingest_token", "kpi_web_token", "hubspot_client_secret", "kpi_alert_webhook_secret")
+
+
 class ConfigError(ValueError):
     """A configuration value is unusable; the message is one line naming the variable."""
 
@@ -75,6 +79,11 @@ class Settings(BaseModel):
     # Stall watchdog (stream.app.watch_progress): messages waiting but none processed for this long.
     kpi_stall_seconds: float = Field(90, ge=0)  # 0: off
     kpi_exit_on_stall: bool = True
+    # The worker's HTTP server (stream.web_access): a bearer token for everything but /healthz, required
+    # when KPI_WEB_HOST is not a loopback address unless KPI_WEB_ALLOW_OPEN says the network is trusted.
+    kpi_web_token: SecretStr | None = None
+    kpi_web_metrics_public: bool = False  # true: /metrics answers without the token (a scraper without one)
+    kpi_web_allow_open: bool = False
 
     # --- ingest service (`kpi-monitor ingest`, stream/ingest/) ------------------------------------
     kpi_ingest_host: str = "127.0.0.1"
@@ -92,6 +101,16 @@ class Settings(BaseModel):
         "decisionmakerboughtin=proposal,contractsent=negotiation,closedwon=won,closedlost=lost"
     )
     hubspot_cache_seconds: float = Field(300, ge=0)
+    hubspot_max_notifications: int = Field(1000, gt=0)  # per request; HubSpot sends at most 100
+
+    @field_validator(*AUTH_SECRETS)
+    @classmethod
+    def _secret_is_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # "" is what `${VAR}` gives in a compose file when VAR is unset: treating it as "no secret" would
+        # silently turn authentication off, so it is refused like any other unusable value.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty or blank; set a real secret or leave the variable unset")
+        return value
 
     @field_validator("kpi_timezone")
     @classmethod
@@ -195,4 +214,5 @@ def load_settings(**overrides: Any) -> Settings:
         name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
         secret = name.lower() in _SECRET_FIELDS or any(w in name.lower() for w in ("secret", "token", "url", "password"))
         shown = "" if secret else f" (got {err.get('input')!r})"
-        raise ConfigError(f"{name}: {err['msg']}{shown}") from None
+        message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own validators
+        raise ConfigError(f"{name}: {message}{shown}") from None

@@ -7,6 +7,7 @@ ingest) get the same settings through Faust's own translation, so the two can ne
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -39,6 +40,7 @@ def faust_credentials(settings: Settings) -> Any:
         return faust.SSLCredentials(ssl_context(settings))
     if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
         raise ConfigError(f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with KAFKA_SECURITY_PROTOCOL={protocol}")
+    hide_sasl_payloads()
     return faust.SASLCredentials(
         username=settings.kafka_sasl_username,
         password=settings.kafka_sasl_password.get_secret_value(),
@@ -53,3 +55,24 @@ def aiokafka_security(settings: Settings) -> dict[str, Any]:
 
     credentials = faust_credentials(settings)
     return {} if credentials is None else credentials_to_aiokafka_auth(credentials)
+
+
+class _SaslPayloadHidden(logging.Filter):
+    """aiokafka logs every request and response at debug level, SASL ones with their payload: for PLAIN
+    that is ``\\0user\\0password``. The record stays (it tells that authentication happened); the payload goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(type(a).__name__.startswith("SaslAuthenticate") for a in record.args):
+            record.args = tuple(f"{type(a).__name__}(<payload hidden>)"
+                                if type(a).__name__.startswith("SaslAuthenticate") else a for a in record.args)
+        return True
+
+
+_SASL_FILTER = _SaslPayloadHidden()
+
+
+def hide_sasl_payloads() -> None:
+    """Installed whenever SASL credentials are built, so no client of ours can log a password (idempotent)."""
+    logger = logging.getLogger("aiokafka.conn")
+    if _SASL_FILTER not in logger.filters:
+        logger.addFilter(_SASL_FILTER)

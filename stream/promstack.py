@@ -153,10 +153,19 @@ def render_prometheus_config(
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def render_alertmanager_config(slack_webhook_file: Path, base: Path = ALERTMANAGER_CONFIG) -> str:
-    """The project's alertmanager.yml reading the Slack webhook from ``slack_webhook_file``."""
+def render_alertmanager_config(slack_webhook_file: Path, base: Path = ALERTMANAGER_CONFIG,
+                               group_wait: str | None = None) -> str:
+    """The project's alertmanager.yml reading the Slack webhook from ``slack_webhook_file``; template
+    files made absolute; ``group_wait`` (tests) replaces every route's."""
     config: dict[str, Any] = yaml.safe_load(base.read_text())
     config.setdefault("global", {})["slack_api_url_file"] = str(slack_webhook_file)
+    config["templates"] = [str((base.parent / t).resolve()) for t in config.get("templates", [])]
+    if group_wait is not None:
+        routes = [config["route"]]
+        while routes:
+            route = routes.pop()
+            route["group_wait"] = group_wait
+            routes.extend(route.get("routes", []))
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -272,7 +281,6 @@ def start_prometheus(
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--storage.tsdb.retention.time={retention}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
     ]
     service = Service("prometheus", cmd, port, workdir)
     return service.wait_ready() if wait else service
@@ -283,9 +291,11 @@ def start_alertmanager(
     *,
     port: int | None = None,
     slack_webhook_url: str | None = None,
+    group_wait: str | None = None,
     wait: bool = True,
 ) -> Service:
-    """Alertmanager with the project's routing; Slack goes to ``slack_webhook_url`` (default $SLACK_WEBHOOK_URL)."""
+    """Alertmanager with the project's routing; Slack goes to ``slack_webhook_url`` (default $SLACK_WEBHOOK_URL);
+    ``group_wait`` shortens every route's wait before the first notification (tests)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     secret = workdir / "slack_webhook_url"
@@ -294,7 +304,7 @@ def start_alertmanager(
     with os.fdopen(fd, "w") as fh:
         fh.write(url)
     config = workdir / "alertmanager.yml"
-    config.write_text(render_alertmanager_config(secret))
+    config.write_text(render_alertmanager_config(secret, group_wait=group_wait))
     cmd = [
         binary("alertmanager"),
         f"--config.file={config}",

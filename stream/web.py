@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -23,6 +24,7 @@ from stream import wall
 from stream.kpi.aggregates import Agg
 from stream.kpi.snapshot import build_snapshot, merge_partials
 from stream.kpi.windows import WINDOWS
+from stream.web_access import auth_headers
 
 if TYPE_CHECKING:
     from stream.app import WorkerContext
@@ -40,7 +42,8 @@ def local_partials(ctx: WorkerContext, window: str, now_ms: int) -> dict[str, An
         for (group, partition), scopes in ctx.engine.partials(window, now_ms).items()
         if partition in ctx.built.get(group, ())
     }
-    return {"watermark": ctx.engine.watermark(), "partitions": partitions}
+    # The app id lets the asking worker check that it merges partials of its own app (see gather_partials).
+    return {"app": ctx.settings.kpi_app_id, "watermark": ctx.engine.watermark(), "partitions": partitions}
 
 
 def encode_partials(ctx: WorkerContext, window: str, now_ms: int) -> bytes:
@@ -54,6 +57,8 @@ def encode_partials(ctx: WorkerContext, window: str, now_ms: int) -> bytes:
 
 def decode_partials(raw: bytes) -> dict[str, Any]:
     doc = _unpack(raw)
+    if not isinstance(doc, dict) or not isinstance(doc.get("partitions"), dict):
+        raise ValueError("not a partials document")
     doc["partitions"] = {
         pid: {(rep, team): Agg.from_wire(wire) for rep, team, wire in scopes}
         for pid, scopes in doc["partitions"].items()
@@ -61,14 +66,35 @@ def decode_partials(raw: bytes) -> dict[str, Any]:
     return doc
 
 
+def is_worker_url(url: str) -> bool:
+    """A plain ``http(s)://host:port``, as workers advertise themselves; anything else is not a worker."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and port is not None
+            and "@" not in parts.netloc and parts.path in ("", "/") and not parts.query and not parts.fragment)
+
+
 def peer_urls(ctx: WorkerContext) -> list[str]:
-    """Web URLs of every worker in the current assignment, this one included."""
+    """Web URLs of every worker in the current assignment, this one included.
+
+    The URLs come from the consumer group's assignment metadata, which any member of the group writes;
+    only URLs shaped like a worker's are kept (no path, query or credentials to aim the request, and our
+    token, elsewhere), and gather_partials then checks that the answer names this app.
+    """
     own = ctx.settings.web_url.rstrip("/")
     urls = {own}
     try:
-        urls.update(str(url).rstrip("/") for url in ctx.app.router.tables_metadata())
+        advertised = [str(url).rstrip("/") for url in ctx.app.router.tables_metadata()]
     except Exception:  # not assigned yet
-        pass
+        advertised = []
+    for url in advertised:
+        if is_worker_url(url):
+            urls.add(url)
+        else:
+            log.warning("ignoring peer URL %r from the group metadata: not a worker's http://host:port", url)
     return sorted(urls)
 
 
@@ -83,16 +109,25 @@ async def gather_partials(ctx: WorkerContext, window: str, now_ms: int) -> tuple
         if url == own:
             return local_partials(ctx, window, now_ms)  # no need to serialise to ourselves
         try:
-            async with session.get(f"{url}/internal/partials", params={"window": window, "now": str(now_ms)}) as resp:
+            async with session.get(f"{url}/internal/partials", params={"window": window, "now": str(now_ms)},
+                                   allow_redirects=False) as resp:
                 resp.raise_for_status()
-                return decode_partials(await resp.read())
+                doc = decode_partials(await resp.read())
         except Exception as exc:
             log.warning("peer %s did not answer: %s", url, exc)
             failed.append(url)
             return None
+        if doc.get("app") != ctx.settings.kpi_app_id:
+            # Not a worker of this app: a stale address now used by another app's worker (ports are
+            # reused), or a group member that is no worker. Merging its partitions would corrupt ours.
+            log.warning("peer %s answered for app %r, not %r: its partials are ignored", url, doc.get("app"),
+                        ctx.settings.kpi_app_id)
+            failed.append(url)
+            return None
+        return doc
 
     timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=auth_headers(ctx.settings)) as session:
         docs = await asyncio.gather(*(fetch(session, url) for url in peer_urls(ctx)))
     for doc in docs:
         if doc is None:
@@ -162,7 +197,13 @@ def register_views(ctx: WorkerContext) -> None:
             window = request.query.get("window", "1h")
             if window not in WINDOWS:
                 return self.json({"error": "unknown window"}, status=400)
-            now_ms = int(request.query.get("now") or ctx.engine.now(int(time.time() * 1000)))
+            now = request.query.get("now")
+            if now is None:
+                now_ms = ctx.engine.now(int(time.time() * 1000))
+            elif now.isascii() and now.isdigit() and len(now) <= 16:
+                now_ms = int(now)
+            else:
+                return self.json({"error": f"`now` must be milliseconds since the epoch, got {now[:40]!r}"}, status=400)
             return self.bytes(encode_partials(ctx, window, now_ms), content_type="application/msgpack")
 
     wall.register(ctx)  # /wall: the sales floor wall page and its JSON (stream/wall)

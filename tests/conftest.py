@@ -28,16 +28,20 @@ BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 4
 
 
-def http_json(url: str, timeout: float = 10.0) -> tuple[int, dict]:
+def _request(url: str, token: str | None) -> urllib.request.Request:
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+
+
+def http_json(url: str, timeout: float = 10.0, token: str | None = None) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(_request(url, token), timeout=timeout) as resp:
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def http_text(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def http_text(url: str, timeout: float = 10.0, token: str | None = None) -> str:
+    with urllib.request.urlopen(_request(url, token), timeout=timeout) as resp:
         return resp.read().decode()
 
 
@@ -88,7 +92,7 @@ class Deployment:
             "KPI_APP_ID": self.app_id,
             "KPI_TOPIC_PREFIX": self.prefix,
             "KPI_PARTITIONS": str(PARTITIONS),
-            "KPI_STORE": "memory://",
+            "KPI_STORE": "rocksdb://",  # the product as shipped; a test that needs memory:// says why
             "KPI_DATA_DIR": str(tmp_path / "data"),
             "PYTHONUNBUFFERED": "1",
             **env,
@@ -96,9 +100,12 @@ class Deployment:
         self.workers: list[WorkerProcess] = []
         asyncio.run(_ensure_topics(self.prefix, self.bootstrap))
 
-    def start_worker(self, wait: bool = True, supervised: bool = False, port: int | None = None, **env: str) -> WorkerProcess:
-        """A worker on a new port, or on ``port`` again: the same data directory, as a restart on the same machine."""
-        worker = WorkerProcess(self, port or free_port(), {**self.env, **env}, supervised=supervised)
+    def start_worker(self, wait: bool = True, supervised: bool = False, port: int | None = None,
+                     loglevel: str | None = None, **env: str) -> WorkerProcess:
+        """A worker on a new port, or on ``port`` again: the same data directory, as a restart on the same
+        machine. ``loglevel="debug"`` for tests that read the log for what must never be in it."""
+        worker = WorkerProcess(self, port or free_port(), {**self.env, **env}, supervised=supervised,
+                               loglevel=loglevel)
         self.workers.append(worker)
         if wait:
             worker.wait_healthy()
@@ -125,8 +132,10 @@ class WorkerProcess:
     again, on the same port and data directory, the next time the test looks at it. Faust's consumer can
     stop fetching after a rebalance (faust-streaming #175/#523); tests with many rebalances meet it."""
 
-    def __init__(self, deployment: Deployment, port: int, env: dict[str, str], supervised: bool = False) -> None:
+    def __init__(self, deployment: Deployment, port: int, env: dict[str, str], supervised: bool = False,
+                 loglevel: str | None = None) -> None:
         self.port = port
+        self.loglevel = loglevel or os.environ.get("KPI_TEST_WORKER_LOGLEVEL", "warning")
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = deployment.tmp / f"worker-{port}.log"
         self.env = {**env, "KPI_WEB_PORT": str(port)}
@@ -137,7 +146,7 @@ class WorkerProcess:
 
     def _start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", os.environ.get("KPI_TEST_WORKER_LOGLEVEL", "warning")],
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", self.loglevel],
             cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -162,15 +171,20 @@ class WorkerProcess:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- worker log ---\n{self.log_tail()}") from None
 
+    @property
+    def token(self) -> str | None:
+        """KPI_WEB_TOKEN of this worker: sent with every request but /healthz."""
+        return self.env.get("KPI_WEB_TOKEN") or None
+
     def kpis(self, window: str = "all") -> dict:
         self._revive()
-        status, doc = http_json(f"{self.url}/kpis?window={window}", timeout=20)
+        status, doc = http_json(f"{self.url}/kpis?window={window}", timeout=20, token=self.token)
         assert status == 200, doc
         return doc
 
     def metrics(self) -> str:
         self._revive()
-        return http_text(f"{self.url}/metrics")
+        return http_text(f"{self.url}/metrics", token=self.token)
 
     def counter(self, name: str) -> float:
         """Sum of all samples of a metric family on this worker."""

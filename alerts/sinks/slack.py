@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.notification import Notification
+from alerts.notification import slack_escape as _escape
 from alerts.sinks.base import SinkError, http_error
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -39,22 +40,25 @@ PERMANENT = {
 }
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def fallback_text(n: Notification) -> str:
-    """The notification text for clients that do not render blocks (and for push notifications)."""
+    """The notification text for clients that do not render blocks (and for push notifications).
+
+    Slack reads it as mrkdwn, like every text here but the header: the title (event text) is escaped,
+    the mentions (built from the roster) are not.
+    """
     mentions = " ".join(n.mentions)
-    return _cut(f"[{_STATE[n.kind]}] {n.title} {mentions}".strip(), 3000)
+    return _cut(f"[{_STATE[n.kind]}] {_escape(n.title)} {mentions}".strip(), 3000)
 
 
 def build_blocks(n: Notification) -> list[dict[str, Any]]:
-    """Block Kit blocks; slack_sdk's models check Slack's limits (header 150 chars, 10 fields, …)."""
+    """Block Kit blocks; slack_sdk's models check Slack's limits (header 150 chars, 10 fields, …).
+
+    Every mrkdwn text escapes what came from events; the header is plain_text, which Slack shows as is.
+    """
     header = HeaderBlock(text=PlainTextObject(text=_cut(f"{_STATE[n.kind]}: {n.title}", 150), emoji=True))
     sentence = _escape(n.text)
     if n.mentions:

@@ -10,7 +10,6 @@ and event ids make the retry harmless.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -20,11 +19,14 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from stream.access import bearer_matches
+from stream.access import json_response as _json
 from stream.config import Settings
 from stream.events import EventValidator
 from stream.ingest.hubspot import (EnrichmentError, HubSpotMapper, SignatureError, Skip, map_notifications,
-                                   verify_signature_v3)
+                                   read_notifications, verify_signature_v3)
 from stream.ingest.intake import Checked, Item, UnreadableBody, check, split_body
+from stream.ingest.json_split import NotJson, TooManyElements
 from stream.ingest.producer import AtCapacity, IngestProducer, KafkaUnavailable
 
 log = logging.getLogger("kpi_monitor.ingest")
@@ -36,10 +38,6 @@ _ROUTES = ("/ingest/events", "/ingest/hubspot", "/healthz", "/metrics")
 class _Metrics:
     requests: Counter
     events: Counter
-
-
-def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json", headers=headers)
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -61,9 +59,10 @@ class IngestService:
         # In live mode the worker dead-letters events older than its wall clock - 25 h; with the event
         # clock that depends on the partition's watermark, which only the worker knows.
         self.too_late_ms = round(settings.kpi_too_late_seconds * 1000) if settings.kpi_clock == "wall" else None
-        self.token = settings.kpi_ingest_token.get_secret_value().encode() if settings.kpi_ingest_token else None
+        self.token = (settings.kpi_ingest_token.get_secret_value().encode()
+                      if settings.kpi_ingest_token is not None else None)
         self.hubspot_secret = (settings.hubspot_client_secret.get_secret_value()
-                               if settings.hubspot_client_secret else None)
+                               if settings.hubspot_client_secret is not None else None)
         self.registry = CollectorRegistry()
         self.metrics = _Metrics(
             requests=Counter("kpi_ingest_requests", "Ingest HTTP requests by endpoint and status code",
@@ -98,8 +97,7 @@ class IngestService:
         """401 unless the request carries the configured bearer token (none configured: open, loopback only)."""
         if self.token is None:
             return None
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
+        if bearer_matches(request.headers.get("Authorization"), self.token):
             return None
         return _error(401, "unauthorized", "send `Authorization: Bearer <KPI_INGEST_TOKEN>`",
                       {"WWW-Authenticate": 'Bearer realm="kpi-monitor ingest"'})
@@ -136,13 +134,14 @@ class IngestService:
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
+        limit = self.producer.max_in_flight
         try:
-            items = split_body(body, request.content_type)
+            items = split_body(body, request.content_type, max_events=limit)
         except UnreadableBody as exc:
             return _error(400, "unreadable_body", str(exc))
-        if len(items) > self.producer.max_in_flight:
-            return _error(413, "too_many_events", f"{len(items)} events in one request; the limit is "
-                          f"{self.producer.max_in_flight} (KPI_INGEST_MAX_IN_FLIGHT)")
+        except TooManyElements:
+            return _error(413, "too_many_events", f"more than {limit} events in one request "
+                          "(KPI_INGEST_MAX_IN_FLIGHT); split the batch")
         checked = check(items, self.validator, wall_ms=self._now_ms(), too_late_ms=self.too_late_ms)
         metas = await self._produce(checked)
         if isinstance(metas, web.Response):
@@ -182,13 +181,14 @@ class IngestService:
                 return _error(401, "bad_signature", str(exc))
         elif (denied := self._unauthorized(request)) is not None:
             return denied
+        limit = self.settings.hubspot_max_notifications
         try:
-            notes = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, "unreadable_body", f"not JSON: {exc}")
-        notes = [notes] if isinstance(notes, dict) else notes
-        if not isinstance(notes, list) or not notes:
-            return _error(400, "unreadable_body", "expected a JSON array of HubSpot webhook notifications")
+            notes = read_notifications(body, limit)
+        except NotJson as exc:
+            return _error(400, "unreadable_body", str(exc))
+        except TooManyElements:
+            return _error(413, "too_many_notifications", f"more than {limit} notifications in one request "
+                          "(HUBSPOT_MAX_NOTIFICATIONS)")
         if self.mapper is None:
             return _error(503, "hubspot_disabled", "the HubSpot adapter is not configured")
         try:

@@ -30,12 +30,24 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol, Sequence
-from urllib.parse import unquote
+from typing import Any, Protocol, Sequence, Union
+
+import msgspec
+
+from stream.ingest.json_split import NotJson, array_elements, check_one_value
+
+log = logging.getLogger("kpi_monitor.ingest")
 
 SIGNATURE_MAX_AGE_MS = 5 * 60 * 1000
+# The only percent-escapes HubSpot decodes in the URL before signing it (its "validating requests" guide);
+# any other, such as %20 or %25, is signed as sent.
+SIGNED_URL_DECODING = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'",
+                       "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+_SIGNED_URL_ESCAPE = re.compile("|".join(SIGNED_URL_DECODING), re.IGNORECASE)
 UNASSIGNED = "unassigned"
 OUTCOMES = ("won", "lost")
 OBJECT_TYPE_IDS = {"0-1": "contact", "0-3": "deal", "0-48": "call"}
@@ -69,12 +81,16 @@ def signature_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
+def signed_url(uri: str) -> str:
+    """The URL as HubSpot signs it: SIGNED_URL_DECODING applied, every other character left as it is."""
+    return _SIGNED_URL_ESCAPE.sub(lambda m: SIGNED_URL_DECODING[m.group().upper()], uri)
+
+
 def verify_signature_v3(secret: str, *, method: str, uri: str, body: bytes, signature: str | None,
                         timestamp: str | None, now_ms: int) -> None:
     """Raise SignatureError unless the signature matches and the timestamp is within 5 minutes of now.
 
-    ``uri`` is the full URL HubSpot posted to; URL-encoded characters are decoded first, as HubSpot's
-    instructions say.
+    ``uri`` is the full URL HubSpot posted to; the escapes HubSpot lists are decoded first, as it does.
     """
     if not signature or not timestamp:
         raise SignatureError("missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp")
@@ -86,7 +102,7 @@ def verify_signature_v3(secret: str, *, method: str, uri: str, body: bytes, sign
     if abs(now_ms - sent_ms) > SIGNATURE_MAX_AGE_MS:
         raise SignatureError(f"X-HubSpot-Request-Timestamp is {abs(now_ms - sent_ms) / 1000:.0f} s from now "
                              f"(the limit is {SIGNATURE_MAX_AGE_MS // 1000} s)")
-    expected = signature_v3(secret, method.upper(), unquote(uri), body, timestamp)
+    expected = signature_v3(secret, method.upper(), signed_url(uri), body, timestamp)
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
         raise SignatureError("X-HubSpot-Signature-v3 does not match the request")
 
@@ -118,7 +134,7 @@ class Enricher(Protocol):
         ...
 
 
-# ---------------------------------------------------------------- mapping
+# ---------------------------------------------------------------- reading a batch
 
 class Skip(Exception):
     """A notification that maps to no event: ``status`` is ``ignored`` (not ours) or ``rejected`` (unusable)."""
@@ -126,6 +142,62 @@ class Skip(Exception):
     def __init__(self, status: str, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.status, self.reason, self.detail = status, reason, detail
+
+
+Scalar = Union[int, float, str, bool, None]
+
+
+class _Notification(msgspec.Struct):
+    """The fields of a notification that the mapping reads. Any other field is skipped unread, and these
+    are scalars, so no notification can make us build more than a handful of small objects."""
+
+    eventId: Scalar | msgspec.UnsetType = msgspec.UNSET
+    portalId: Scalar | msgspec.UnsetType = msgspec.UNSET
+    occurredAt: Scalar | msgspec.UnsetType = msgspec.UNSET
+    subscriptionType: Scalar | msgspec.UnsetType = msgspec.UNSET
+    objectId: Scalar | msgspec.UnsetType = msgspec.UNSET
+    objectTypeId: Scalar | msgspec.UnsetType = msgspec.UNSET
+    propertyName: Scalar | msgspec.UnsetType = msgspec.UNSET
+    propertyValue: Scalar | msgspec.UnsetType = msgspec.UNSET
+
+
+_read_notification = msgspec.json.Decoder(_Notification)
+
+
+def read_notifications(body: bytes, limit: int) -> list[dict | Skip]:
+    """A webhook body (an array of notifications, or one) → each as a dict of the fields we read, or its Skip.
+
+    Raises NotJson (HTTP 400) and json_split.TooManyElements past ``limit`` (413); counted before copied.
+    """
+    body = body.strip()
+    if not body.startswith((b"{", b"[")):
+        raise NotJson("expected a JSON array of HubSpot webhook notifications")
+    try:
+        if body.startswith(b"{"):
+            check_one_value(body)
+            raws = [body]
+        else:
+            raws = array_elements(body, limit)
+    except NotJson as exc:
+        raise NotJson(f"not JSON: {exc}") from None
+    if not raws:
+        raise NotJson("expected a JSON array of HubSpot webhook notifications; got an empty one")
+    notes: list[dict | Skip] = []
+    for raw in raws:
+        try:
+            note = _read_notification.decode(raw)
+        except msgspec.ValidationError as exc:
+            if not raw.startswith(b"{"):
+                notes.append(Skip("rejected", "not_object", "a notification must be a JSON object"))
+            else:
+                notes.append(Skip("rejected", "invalid_field", f"a field holds what HubSpot never sends ({exc})"))
+            continue
+        notes.append({name: value for name in note.__struct_fields__
+                      if (value := getattr(note, name)) is not msgspec.UNSET})
+    return notes
+
+
+# ---------------------------------------------------------------- mapping
 
 
 def parse_stage_map(text: str, open_stages: Sequence[str]) -> dict[str, str]:
@@ -176,10 +248,13 @@ class HubSpotMapper:
             raise Skip("rejected", "missing_field", f"the notification has no `{exc.args[0]}`") from None
         except (TypeError, ValueError) as exc:
             raise Skip("rejected", "invalid_field", f"objectId, occurredAt, portalId and eventId must be integers ({exc})") from None
+        try:
+            common = {"occurred_at": _rfc3339_ms(occurred_ms)}
+        except (ValueError, OverflowError, OSError):
+            raise Skip("rejected", "invalid_field", f"occurredAt {occurred_ms} is not a time in milliseconds") from None
         kind, _, change = subscription.partition(".")
         if kind == "object":
             kind = OBJECT_TYPE_IDS.get(str(note.get("objectTypeId")), f"objectTypeId {note.get('objectTypeId')}")
-        common = {"occurred_at": _rfc3339_ms(occurred_ms)}
         prop, value = note.get("propertyName"), note.get("propertyValue")
         value = None if value in (None, "") else str(value)
         handler = {
@@ -301,24 +376,34 @@ class HubSpotMapper:
 
 def _call_time(value: str, fallback: str) -> str:
     """hs_timestamp (when the call happened) as RFC 3339: the API gives ISO text, sometimes epoch ms."""
-    if value.isdigit():
-        return _rfc3339_ms(int(value))
     try:
+        if value.isdigit():
+            return _rfc3339_ms(int(value))
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a time, or one no calendar holds
         return fallback
     return parsed.isoformat().replace("+00:00", "Z") if parsed.tzinfo else fallback
 
 
 async def map_notifications(mapper: HubSpotMapper, notes: list[Any], concurrency: int = 8) -> list[list[dict] | Skip]:
-    """Map a batch concurrently (enrichment is I/O); EnrichmentError propagates: the whole batch is retried."""
+    """Map a batch concurrently (enrichment is I/O); EnrichmentError propagates: the whole batch is retried.
+
+    Every other failure is that notification's own verdict: one bad notification never fails the rest.
+    """
     gate = asyncio.Semaphore(concurrency)
 
     async def one(note: Any) -> list[dict] | Skip:
+        if isinstance(note, Skip):  # already refused when the batch was read
+            return note
         async with gate:
             try:
                 return await mapper.map(note)
             except Skip as skip:
                 return skip
+            except EnrichmentError:
+                raise
+            except Exception:
+                log.exception("a HubSpot notification could not be mapped; rejecting it")
+                return Skip("rejected", "internal_error", "the ingest failed to map this notification; see its log")
 
     return list(await asyncio.gather(*(one(n) for n in notes)))

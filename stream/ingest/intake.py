@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import orjson
 
 from stream.events import TOPIC_OF_TYPE, Event, EventValidator, InvalidEvent, epoch_ms, event_key
+from stream.ingest.json_split import NotJson, TooManyElements, array_elements, check_one_value, has_several_lines, lines
+
+__all__ = ["Checked", "Item", "TooManyElements", "UnreadableBody", "check", "split_body"]
 
 JSON_LINES_TYPES = frozenset({
     "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
@@ -64,34 +67,41 @@ class Checked:
         return value if isinstance(value, str) else None
 
 
-def split_body(body: bytes, content_type: str = "application/json") -> list[Item]:
-    """The events of a request body, or UnreadableBody."""
+def split_body(body: bytes, content_type: str = "application/json", max_events: int | None = None) -> list[Item]:
+    """The events of a request body, each exactly as sent; UnreadableBody, or TooManyElements past ``max_events``.
+
+    The elements are counted before anything is copied (stream.ingest.json_split), and never decoded and
+    re-encoded: an event reaches Kafka byte for byte as the client wrote it, and gets the same verdict
+    alone, in an array or on a line of JSON Lines.
+    """
+    limit = max_events if max_events is not None else len(body) + 1
     if body.startswith(b"\xef\xbb\xbf"):  # a BOM some tools write
         body = body[3:]
-    if not body.strip():
+    stripped = body.strip()
+    if not stripped:
         raise UnreadableBody("the body is empty; send one event, a JSON array of events, or JSON Lines")
     if content_type in JSON_LINES_TYPES:
-        return _lines(body)
+        return _lines(body, limit)
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        if stripped.startswith(b"["):
+            return [Item(i, raw) for i, raw in enumerate(array_elements(stripped, limit))]
+        if stripped.startswith(b"{"):
+            check_one_value(stripped)
+            return [Item(0, stripped)]
+        doc = orjson.loads(stripped)  # neither object nor array: one scalar, said what it is below
+    except (NotJson, orjson.JSONDecodeError) as exc:
         # JSON Lines sent as application/json (curl's default with --data-binary @file.jsonl)
-        if sum(1 for line in body.splitlines() if line.strip()) > 1:
-            return _lines(body)
+        if has_several_lines(body):
+            return _lines(body, limit)
         raise UnreadableBody(f"not JSON: {exc}") from None
-    if isinstance(doc, dict):
-        return [Item(0, body.strip())]
-    if isinstance(doc, list):
-        # Each element is re-encoded once; that exact byte string is validated and produced.
-        return [Item(i, orjson.dumps(element)) for i, element in enumerate(doc)]
     raise UnreadableBody(f"expected a JSON object, an array of objects, or JSON Lines; got a JSON {type(doc).__name__}")
 
 
-def _lines(body: bytes) -> list[Item]:
-    items = [Item(0, line.strip(), lineno) for lineno, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+def _lines(body: bytes, limit: int) -> list[Item]:
+    items = [Item(i, raw, number) for i, (number, raw) in enumerate(lines(body, limit))]
     if not items:
         raise UnreadableBody("the body has no non-blank line")
-    return [Item(i, item.raw, item.line) for i, item in enumerate(items)]
+    return items
 
 
 def check(items: list[Item], validator: EventValidator, *, wall_ms: int, too_late_ms: int | None) -> list[Checked]:

@@ -76,6 +76,7 @@ class IngestProducer:
 
     @property
     def down_reason(self) -> str:
+        """Why Kafka counts as down, in words fit for any client: never the broker's address."""
         return self._down_reason
 
     # ------------------------------------------------------------------ lifecycle
@@ -108,8 +109,9 @@ class IngestProducer:
                 for topic in self.topics:  # cache the metadata now, so a later outage does not block send()
                     await asyncio.wait_for(producer.partitions_for(topic), 10)
             except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-                self._down_reason = f"Kafka at {self.bootstrap} is unreachable ({type(exc).__name__}: {exc})"
-                log.warning("%s; retrying", self._down_reason)
+                # The reason is shown to clients and on the open /healthz: no address in it (the log has it).
+                self._down_reason = f"Kafka is unreachable ({type(exc).__name__})"
+                log.warning("Kafka at %s is unreachable (%s: %s); retrying", self.bootstrap, type(exc).__name__, exc)
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 await asyncio.sleep(PROBE_INTERVAL_S)
@@ -121,7 +123,7 @@ class IngestProducer:
 
     def _mark_down(self, reason: str) -> None:
         if self._available:
-            log.warning("Kafka is down (%s); answering 503 until it is back", reason)
+            log.warning("Kafka at %s is down (%s); answering 503 until it is back", self.bootstrap, reason)
         self._available = False
         self._down_reason = reason
         if self._task is None or self._task.done():
@@ -175,7 +177,8 @@ class IngestProducer:
             raise KafkaUnavailable(reason)
         failed = next((f.exception() for f in futures if f.exception() is not None), None)
         if failed is not None:
-            reason = f"Kafka refused the events ({type(failed).__name__}: {failed})"
+            log.warning("Kafka at %s refused the events (%s: %s)", self.bootstrap, type(failed).__name__, failed)
+            reason = f"Kafka refused the events ({type(failed).__name__})"
             self._mark_down(reason)
             raise KafkaUnavailable(reason)
         return [f.result() for f in futures]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import sys
@@ -12,6 +11,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
+from stream.access import is_loopback
 from stream.config import ConfigError, Settings
 from stream.ingest.http import IngestService
 from stream.ingest.hubspot import HubSpotMapper, parse_stage_map
@@ -23,18 +23,9 @@ log = logging.getLogger("kpi_monitor.ingest")
 TOPIC_SUFFIXES = ("leads", "calls", "deals")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_exposure(settings: Settings) -> None:
     """An ingest endpoint reachable from other machines must not be open to anyone."""
-    if not _is_loopback(settings.kpi_ingest_host) and settings.kpi_ingest_token is None:
+    if not is_loopback(settings.kpi_ingest_host) and settings.kpi_ingest_token is None:
         raise ConfigError(f"KPI_INGEST_TOKEN: required when KPI_INGEST_HOST ({settings.kpi_ingest_host}) "
                           "is not a loopback address")
 
@@ -71,7 +62,7 @@ async def serve(settings: Settings, echo=lambda line: print(line, file=sys.stder
         await runner.setup()
         site = web.TCPSite(runner, settings.kpi_ingest_host, settings.kpi_ingest_port)
         await site.start()
-        auth = "bearer token" if settings.kpi_ingest_token else "open (no KPI_INGEST_TOKEN; loopback only)"
+        auth = "bearer token" if settings.kpi_ingest_token is not None else "open (no KPI_INGEST_TOKEN; loopback only)"
         hubspot = ("signature v3" if settings.hubspot_client_secret else "bearer token / open") + (
             ", CRM enrichment on" if settings.hubspot_access_token else ", no CRM enrichment (HUBSPOT_ACCESS_TOKEN unset)")
         echo(f"ingest on {settings.ingest_url} (POST /ingest/events, /ingest/hubspot; brokers="

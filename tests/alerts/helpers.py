@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from alerts.rules import RuleSet, parse_rules
 from stream.kpi.facts import Contribution
 from stream.roster import Roster, load_roster
+from stream.simulator import SalesFloor, SimEvent
 
 ROSTER_PATH = Path(__file__).resolve().parents[2] / "stream" / "roster.example.yaml"
 UTC = ZoneInfo("UTC")
@@ -40,3 +41,21 @@ def response(ts: int, rep: str = "hana", created: int = 0) -> Contribution:
 
 def call(ts: int, rep: str = "hana") -> Contribution:
     return Contribution("call", ts, rep, None, (True, 60_000))
+
+
+# A floor that alerts a lot: two simulated hours of the example roster, and lead SLA rules that fire,
+# escalate twice and resolve hundreds of times over them (the broken-sink tests, in process and live).
+BUSY_FLOOR_START = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+BUSY_FLOOR_RULES = """
+rules:
+  - name: sla
+    type: lead_sla
+    deadline: 2m
+    calendar: none
+    escalation: [{after: 4m, notify: team_lead}, {after: 6m, notify: oncall}]
+"""
+
+
+def busy_floor() -> list[SimEvent]:
+    floor = SalesFloor(roster(), 11, BUSY_FLOOR_START, events_per_second=4.0)
+    return list(floor.events(BUSY_FLOOR_START + timedelta(hours=2)))

@@ -85,3 +85,14 @@ def test_secrets_from_files_and_never_in_repr(tmp_path):
     config = AlertConfig.from_settings(Settings(slack_channel="#x"), env={"SLACK_BOT_TOKEN_FILE": str(secret)})
     assert config.slack_bot_token == "xoxb-from-a-file" and config.sink_names() == ["slack"]
     assert "xoxb" not in repr(config)
+
+
+@pytest.mark.parametrize("name", ["KPI_ALERT_WEBHOOK_SECRET_FILE", "SLACK_BOT_TOKEN_FILE", "SLACK_WEBHOOK_URL_FILE"])
+def test_an_empty_secret_file_is_refused_not_taken_for_no_secret(tmp_path, name):
+    # An empty webhook secret file would send unsigned webhooks; an empty token file, no alerts at all.
+    from alerts.config import AlertConfig, AlertConfigError
+
+    empty = tmp_path / "secret"
+    empty.write_text(" \n")
+    with pytest.raises(AlertConfigError, match=f"^{name}: {empty} is empty"):
+        AlertConfig.from_settings(Settings(), env={name: str(empty)})

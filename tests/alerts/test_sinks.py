@@ -102,6 +102,66 @@ def test_slack_text_is_escaped_and_long_titles_cut():
     assert len(blocks[0]["text"]["text"]) <= 150
 
 
+# What anyone who can send an event controls: ids, sources, rep and team names.
+HOSTILE = "<!channel> <https://evil.example/login|Open Grafana> & <@U0BOSS01> @here"
+
+
+def _readable_texts(body: dict) -> dict[str, list[str]]:
+    """Every piece of a Slack message a person reads, by how Slack renders it."""
+    mrkdwn, plain = [body["text"]], []
+    for block in body["blocks"]:
+        for obj in [block.get("text")] + block.get("fields", []) + block.get("elements", []):
+            if isinstance(obj, dict) and "type" in obj and obj["type"] in ("mrkdwn", "plain_text"):
+                (mrkdwn if obj["type"] == "mrkdwn" else plain).append(obj["text"])
+    return {"mrkdwn": mrkdwn, "plain": plain}
+
+
+def test_event_text_can_neither_mention_nor_link_in_slack():
+    inst = new_instance("sla", "lead_sla", {"lead_id": HOSTILE})
+    inst.state, inst.episode, inst.firing_since = "firing", 1, T0 + 300_000
+    inst.info = {"owner": "@channel", "team": "hunters", "source": HOSTILE, "created_ms": T0}
+    n = build(inst, Transition("firing", 0, T0 + 300_000), RULES, roster(), app_id="kpi-test", grafana_url="http://g")
+    assert n.mentions == []  # "@channel" is no rep of the roster: nobody to mention, least of all a channel
+    texts = _readable_texts(message(n))
+    escaped = "&lt;!channel&gt; &lt;https://evil.example/login|Open Grafana&gt; &amp; &lt;@U0BOSS01&gt; @here"
+    assert texts["mrkdwn"][0] == f"[FIRING] Lead {escaped} not touched within 5m"  # the notification's own line
+    sentence = texts["mrkdwn"][1]
+    assert sentence == f":red_circle: Lead {escaped} (source {escaped}) has waited 5m for a first touch."
+    for text in texts["mrkdwn"]:
+        assert "<" not in text and ">" not in text, text  # no markup left: no mention, no link
+    fields = dict(f.split("\n", 1) for f in texts["mrkdwn"][2:-1])
+    assert fields["*Owner*"] == "@channel" and fields["*Source*"] == escaped
+    assert texts["plain"] == [f"FIRING: Lead {HOSTILE} not touched within 5m"]  # plain_text: shown, never parsed
+
+
+def test_only_roster_slack_ids_are_mentioned():
+    hugo = lead_notification()  # hugo is on the roster with his Slack id
+    assert hugo.mentions == ["<@U0HUGO01>"]
+    body = message(hugo)
+    assert body["text"] == "[FIRING] Lead L-42 not touched within 5m <@U0HUGO01>"
+    assert body["blocks"][1]["text"]["text"] == (":red_circle: <@U0HUGO01> Lead L-42 (source webinar) has waited 5m "
+                                                 "for a first touch.")
+    for owner in ("zed", "U0HUGO01", "<!here>", "@channel", "S0ONCALL"):  # not rep ids of the roster
+        inst = new_instance("sla", "lead_sla", {"lead_id": "L-1"})
+        inst.state, inst.episode, inst.firing_since = "firing", 1, T0
+        inst.info = {"owner": owner, "team": "hunters", "created_ms": T0}
+        n = build(inst, Transition("firing", 0, T0), RULES, roster(), app_id="a", grafana_url="http://g")
+        assert n.mentions == [], owner
+
+
+def test_webhook_and_alertmanager_carry_event_text_as_data():
+    inst = new_instance("sla", "lead_sla", {"lead_id": HOSTILE})
+    inst.state, inst.episode, inst.firing_since = "firing", 1, T0
+    inst.info = {"owner": "@channel", "team": HOSTILE, "created_ms": T0}
+    n = build(inst, Transition("firing", 0, T0), RULES, roster(), app_id="a", grafana_url="http://g")
+    doc = payload(n, sent_ms=T0)
+    assert doc["mentions"] == [] and doc["labels"]["lead_id"] == HOSTILE and doc["owner"] == "@channel"
+    assert doc["title"] == f"Lead {HOSTILE} not touched within 5m"  # plain text, as the event said it
+    alert = am_alert(n, now_ms=T0)
+    assert alert["labels"]["lead_id"] == HOSTILE and alert["labels"]["team"] == HOSTILE
+    assert "mentions" not in alert["annotations"] and alert["annotations"]["owner"] == "@channel"
+
+
 def test_repeat_is_said():
     n = lead_notification()
     n.repeat = True
@@ -122,8 +182,14 @@ async def test_slack_webhook_sink_posts_blocks_without_secrets(receiver):
         doc = post.json()
         assert [b["type"] for b in doc["blocks"]] == ["header", "section", "context", "actions"]
         assert url not in post.body.decode() and TOKEN not in post.body.decode()
-    assert posts[0].json()["blocks"][0]["text"]["text"].startswith("FIRING")
-    assert posts[1].json()["blocks"][0]["text"]["text"].startswith("RESOLVED")
+    firing, resolved = (_readable_texts(p.json()) for p in posts)
+    assert firing["plain"] == ["FIRING: Lead L-42 not touched within 5m"]
+    assert firing["mrkdwn"][:2] == ["[FIRING] Lead L-42 not touched within 5m <@U0HUGO01>",
+                                    ":red_circle: <@U0HUGO01> Lead L-42 (source webinar) has waited 5m for a first touch."]
+    assert "*Owner*\nhugo" in firing["mrkdwn"] and "*Team*\nhunters" in firing["mrkdwn"]
+    assert resolved["plain"] == ["RESOLVED: Resolved: lead L-42 touched after 7m"]
+    assert resolved["mrkdwn"][:2] == ["[RESOLVED] Resolved: lead L-42 touched after 7m",
+                                      ":large_green_circle: Lead L-42 was touched; it waited 7m (SLA 5m)."]
 
 
 async def test_slack_bot_threads_escalations_and_edits_the_resolve_in_place(receiver):

@@ -8,6 +8,7 @@ on a live worker's output is in tests/integration/test_prometheus.py.)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -55,8 +56,18 @@ def test_every_alert_has_a_unit_test_and_a_runbook_link():
 
 
 @pytest.mark.parametrize("name", ["prometheus.yml", "prometheus.compose.yml"])
-def test_promtool_check_config(name):
-    assert "SUCCESS" in run("promtool", "check", "config", str(PROM_DIR / name))
+def test_promtool_check_config(name, tmp_path):
+    config = PROM_DIR / name
+    text = config.read_text()
+    if "credentials_file" in text:  # a file the container writes at start: point the check at a stand-in
+        secret = tmp_path / "token"
+        secret.write_text("t")
+        config = tmp_path / name
+        config.write_text(re.sub(r"credentials_file: \S+", f"credentials_file: {secret}", text))
+        for rules in (PROM_DIR / "rules").glob("*.yml"):
+            (tmp_path / "rules").mkdir(exist_ok=True)
+            (tmp_path / "rules" / rules.name).write_text(rules.read_text())
+    assert "SUCCESS" in run("promtool", "check", "config", str(config))
 
 
 def test_rendered_configs_are_valid(tmp_path):
@@ -120,13 +131,33 @@ def compose_cmd() -> list[str]:
     return [shutil.which("docker-compose")]
 
 
+# What docker-compose.yml needs from its environment (or .env): it refuses to start without them.
+COMPOSE_SECRETS = {"GRAFANA_ADMIN_PASSWORD": "grafana-pw-test", "KPI_WEB_TOKEN": "web-token-test"}
+
+
+def _compose_config(compose_cmd: list[str], **env: str | None) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("SLACK_WEBHOOK_URL", "KPI_PUBLISH_ADDRESS", *COMPOSE_SECRETS)}
+    full.update({k: v for k, v in {**COMPOSE_SECRETS, **env}.items() if v is not None})
+    return subprocess.run([*compose_cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=full,
+                          cwd=REPO_ROOT)
+
+
+def _published(service: dict) -> list[tuple[str, int]]:
+    """(host address, host port) of a service's published ports, from either compose's output format."""
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):  # docker-compose v1 and compose v2 long form
+            out.append((port.get("host_ip", "0.0.0.0"), int(port["published"])))
+        else:
+            *host, published, _target = str(port).split(":")
+            out.append((host[0] if host else "0.0.0.0", int(published)))
+    return out
+
+
 @pytest.mark.parametrize("webhook", [None, "https://example.invalid/hook"])
 def test_docker_compose_config_is_valid(compose_cmd, webhook):
-    env = {k: v for k, v in os.environ.items() if k != "SLACK_WEBHOOK_URL"}
-    if webhook:
-        env["SLACK_WEBHOOK_URL"] = webhook
-    proc = subprocess.run([*compose_cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT)
+    proc = _compose_config(compose_cmd, SLACK_WEBHOOK_URL=webhook)
     assert proc.returncode == 0, proc.stderr
     resolved = yaml.safe_load(proc.stdout)
     assert set(resolved["services"]) == {"kafka", "topics", "redis", "worker", "simulator", "prometheus",
@@ -134,6 +165,38 @@ def test_docker_compose_config_is_valid(compose_cmd, webhook):
     secret = resolved["services"]["alertmanager"]["environment"]["SLACK_WEBHOOK_URL"]
     assert secret == (webhook or "http://localhost:9/slack-webhook-not-configured")
     assert "SLACK_WEBHOOK_URL" not in resolved["services"]["worker"]["environment"]
+
+
+def test_compose_publishes_on_loopback_only_unless_told(compose_cmd):
+    published = {name: _published(service) for name, service in
+                 yaml.safe_load(_compose_config(compose_cmd).stdout)["services"].items() if service.get("ports")}
+    assert published == {"prometheus": [("127.0.0.1", 9090)], "alertmanager": [("127.0.0.1", 9093)],
+                         "grafana": [("127.0.0.1", 3000)]}
+    wider = yaml.safe_load(_compose_config(compose_cmd, KPI_PUBLISH_ADDRESS="192.0.2.10").stdout)["services"]
+    assert _published(wider["grafana"]) == [("192.0.2.10", 3000)]
+
+
+@pytest.mark.parametrize("missing", list(COMPOSE_SECRETS))
+@pytest.mark.parametrize("value", [None, ""])
+def test_compose_refuses_to_start_without_its_secrets(compose_cmd, missing, value):
+    proc = _compose_config(compose_cmd, **{missing: value})  # None: unset
+    assert proc.returncode != 0, f"docker-compose accepted the stack with {missing}={value!r}"
+    assert missing in proc.stderr, proc.stderr
+
+
+def test_compose_secrets_reach_only_their_services(compose_cmd):
+    services = yaml.safe_load(_compose_config(compose_cmd).stdout)["services"]
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == COMPOSE_SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    assert services["worker"]["environment"]["KPI_WEB_TOKEN"] == COMPOSE_SECRETS["KPI_WEB_TOKEN"]
+    for name, service in services.items():
+        text = json.dumps(service)
+        if name != "grafana":
+            assert COMPOSE_SECRETS["GRAFANA_ADMIN_PASSWORD"] not in text, name
+        if name not in ("worker", "prometheus"):
+            assert COMPOSE_SECRETS["KPI_WEB_TOKEN"] not in text, name
+    # Prometheus has no lifecycle API (POST /-/quit, /-/reload) for anyone who reaches it.
+    assert not any("lifecycle" in arg for arg in services["prometheus"]["command"])
 
 
 def _compose() -> dict:
@@ -190,7 +253,8 @@ def test_mounted_files_fit_what_they_configure():
 
     prometheus = compose["services"]["prometheus"]
     prom_binds = _binds(prometheus)
-    config_path = next(a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file="))
+    command = " ".join(prometheus["command"])
+    config_path = re.search(r"--config\.file=(\S+)", command).group(1)
     config = yaml.safe_load(prom_binds[config_path].read_text())
     for rule_file in config["rule_files"]:
         inside = str(Path(config_path).parent / rule_file)
@@ -199,9 +263,17 @@ def test_mounted_files_fit_what_they_configure():
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "kpi-monitor")
     assert job["dns_sd_configs"][0]["names"] == ["worker"]
     assert str(job["dns_sd_configs"][0]["port"]) == compose["services"]["worker"]["environment"]["KPI_WEB_PORT"]
+    # The scrape sends the workers' token from the file the container writes on its tmpfs at start.
+    token_file = job["authorization"]["credentials_file"]
+    assert job["authorization"]["type"] == "Bearer" and f'> {token_file}' in command
+    assert any(t.split(":")[0] == str(Path(token_file).parent) for t in prometheus["tmpfs"])
 
     alertmanager = compose["services"]["alertmanager"]
-    am_config = yaml.safe_load(_binds(alertmanager)["/etc/alertmanager/alertmanager.yml"].read_text())
+    am_binds = _binds(alertmanager)
+    am_config = yaml.safe_load(am_binds["/etc/alertmanager/alertmanager.yml"].read_text())
+    for template in am_config["templates"]:  # relative to the config file, as Alertmanager reads them
+        assert template in {Path(c).name for c in am_binds}, f"alertmanager template {template} is not mounted"
+        assert am_binds[f"/etc/alertmanager/{template}"] == ALERTMANAGER.parent / template
     secret_dir = str(Path(am_config["global"]["slack_api_url_file"]).parent)
     assert any(t.split(":")[0] == secret_dir for t in alertmanager["tmpfs"])
     assert am_config["global"]["slack_api_url_file"] in " ".join(alertmanager["command"])

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import pytest
@@ -47,6 +48,33 @@ def test_ingest_refuses_a_public_address_without_token():
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "KPI_INGEST_TOKEN: required when KPI_INGEST_HOST (0.0.0.0) is not a loopback address" in proc.stderr
+
+
+@pytest.mark.parametrize("token", ["", "   "])
+def test_ingest_refuses_an_empty_or_blank_token(deployment, token):
+    """`${KPI_INGEST_TOKEN}` unset in a compose file gives "": that is no token, and must not open the door."""
+    port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "KPI_TOPIC_PREFIX": deployment.prefix,
+           "KPI_INGEST_HOST": "0.0.0.0", "KPI_INGEST_PORT": str(port), "KPI_INGEST_TOKEN": token}
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "ingest"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:  # it started: say what an anonymous client gets
+        event = {"event_id": "anon-1", "type": "lead.created", "occurred_at": ts(), "lead_id": "L-anon"}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/ingest/events", data=json.dumps(event).encode(),
+                                         method="POST")
+        try:
+            status = urllib.request.urlopen(request, timeout=10).status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"ingest started with KPI_INGEST_TOKEN={token!r}; an unauthenticated POST got {status}; "
+                             f"it said: {err.strip()}") from None
+    assert proc.returncode != 0, (out, err)
+    assert err.strip().splitlines() == [
+        "Error: KPI_INGEST_TOKEN: is empty or blank; set a real secret or leave the variable unset"], err
 
 
 def test_bad_stage_map_is_a_one_line_config_error():

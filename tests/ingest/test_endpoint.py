@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 
 import orjson
 import pytest
+import yarl
 
 from stream.events import REASONS
 from stream.ingest.hubspot import signature_v3
@@ -90,6 +92,18 @@ async def test_single_object_and_json_array(ingest):
     records = await read_topics(BOOTSTRAP, _topics(ingest.prefix), 3)
     assert sorted((r.topic.rsplit(".", 1)[1], r.key.decode()) for r in records) == [("deals", "D1"), ("deals", "D1"),
                                                                                     ("leads", "L1")]
+
+
+async def test_array_elements_reach_kafka_byte_for_byte(ingest):
+    # Decimal amounts a float cannot hold, odd spacing and key order: what Kafka gets is what was sent.
+    sent = [b'{"event_id": "x1", "type": "deal.created", "occurred_at": "%s", "deal_id": "DX", "rep_id": "hana",'
+            b'  "stage": "proposal", "amount": 1234567890123.123456}' % ts(-60).encode(),
+            b'{ "amount": 9999999999999999.99, "deal_id": "DX", "type": "deal.won", "event_id": "x2",'
+            b' "occurred_at": "%s" }' % ts(-30).encode()]
+    answer = await ingest.post("/ingest/events", b"[\n  " + b",\n  ".join(sent) + b"\n]")
+    assert answer.status == 202 and answer.doc["accepted"] == 2, answer.doc
+    records = await read_topics(BOOTSTRAP, _topics(ingest.prefix), 2)
+    assert sorted(r.value for r in records) == sorted(sent)
 
 
 async def test_auth(ingest):
@@ -180,6 +194,41 @@ async def test_hubspot_signature_is_enforced(ingest, hubspot_crm):
         assert answer.status == 401 and answer.doc["error"] == "bad_signature", name
     assert await count_messages(BOOTSTRAP, _topics(ingest.prefix)) == 0
     assert hubspot_crm.requests == []  # refused before any enrichment
+
+
+async def test_hubspot_signs_the_url_as_sent_with_only_its_listed_escapes_decoded(ingest, hubspot_crm):
+    hubspot_crm.add("contacts", 11, hubspot_owner_id="31")
+    body = orjson.dumps([_note(1, "contact.creation", 11)])
+    path = "/ingest/hubspot?portal=Acme%20Inc&team=a%2Bb&tilde=%7E&ratio=1%3A2"
+    # Signed as HubSpot does: %3A decoded (it is on HubSpot's list), %20, %2B and %7E as sent.
+    signed_url = ingest.url("/ingest/hubspot") + "?portal=Acme%20Inc&team=a%2Bb&tilde=%7E&ratio=1:2"
+    async with ingest.session.post(yarl.URL(ingest.url("/ingest/hubspot")[:-len("/ingest/hubspot")] + path, encoded=True),
+                                   data=body, headers={"Content-Type": "application/json",
+                                                       **_signed(body, signed_url)}) as resp:
+        assert resp.status == 202, await resp.text()
+        assert (await resp.json())["accepted"] == 1
+
+
+async def test_one_bad_hubspot_notification_gets_its_own_verdict(ingest, hubspot_crm):
+    hubspot_crm.add("contacts", 11, hubspot_owner_id="31")
+    hubspot_crm.add("calls", 41, associations={"contacts": ["11"]}, hs_call_status="COMPLETED",
+                    hs_call_duration="1000", hubspot_owner_id="31", hs_timestamp=str(10**17))
+    notes = [_note(1, "contact.creation", 11), {**_note(2, "contact.creation", 12), "occurredAt": 10**17},
+             _note(3, "object.creation", 41, objectTypeId="0-48"), {**_note(4, "contact.creation", 13), "objectId": [1]},
+             "not a notification", _note(5, "contact.creation", 11)]
+    body = orjson.dumps(notes)
+    answer = await ingest.post("/ingest/hubspot", body, token=None, headers=_signed(body, ingest.url("/ingest/hubspot")))
+    assert answer.status == 202, answer.doc
+    assert [(r["status"], r.get("reason")) for r in answer.doc["results"]] == [
+        ("accepted", None), ("rejected", "invalid_field"), ("accepted", None), ("rejected", "invalid_field"),
+        ("rejected", "not_object"), ("accepted", None)]
+    assert "occurredAt" in answer.doc["results"][1]["detail"]
+    records = await read_topics(BOOTSTRAP, _topics(ingest.prefix), 3)
+    assert sorted(orjson.loads(r.value)["event_id"] for r in records) == ["hs-62515-1", "hs-62515-3", "hs-62515-5"]
+    call = next(orjson.loads(r.value) for r in records if b"call.logged" in r.value)
+    # hs_timestamp 10**17 ms is no calendar time: the call keeps the notification's own occurredAt.
+    fallback = datetime.fromtimestamp(notes[2]["occurredAt"] / 1000, timezone.utc)
+    assert call["occurred_at"] == fallback.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def test_hubspot_crm_outage_answers_503_and_produces_nothing(ingest, hubspot_crm):

@@ -51,6 +51,30 @@ def test_url_encoded_characters_in_the_uri_are_decoded_first():
                         signature=signed, timestamp=ts, now_ms=now)
 
 
+# HubSpot's table of the characters it decodes before signing; every other %xx stays as it was sent.
+HUBSPOT_DECODED = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'", "%28": "(",
+                   "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+
+
+def test_only_the_characters_hubspot_lists_are_decoded_before_checking():
+    now = int(time.time() * 1000)
+    stamp = str(now)
+    encoded = "".join(HUBSPOT_DECODED)
+    posted = f"https://ingest.example.com/ingest/hubspot?name=John%20Doe&list={encoded}&pct=100%25&plus=a%2Bb"
+    # What HubSpot signs, written out by hand from its documentation: the listed ones decoded, no other.
+    signed = ("https://ingest.example.com/ingest/hubspot?name=John%20Doe&list=:/?@!$'()*,;&pct=100%25&plus=a%2Bb")
+    assert signed == posted.replace(encoded, "".join(HUBSPOT_DECODED.values()))
+    signature = base64.b64encode(hmac.new(SECRET.encode(), b"POST" + signed.encode() + BODY + stamp.encode(),
+                                          hashlib.sha256).digest()).decode()
+    verify_signature_v3(SECRET, method="POST", uri=posted, body=BODY, signature=signature, timestamp=stamp, now_ms=now)
+    lower = posted.replace("%3A", "%3a").replace("%2F", "%2f")  # percent-encoding is case-insensitive
+    verify_signature_v3(SECRET, method="POST", uri=lower, body=BODY, signature=signature, timestamp=stamp, now_ms=now)
+    # Decoding everything (%20 -> " ", %25 -> "%", %2B -> "+") is not what HubSpot signed.
+    with pytest.raises(SignatureError):
+        verify_signature_v3(SECRET, method="POST", uri=posted, body=BODY, now_ms=now, timestamp=stamp,
+                            signature=signature_v3(SECRET, "POST", signed.replace("%20", " "), BODY, stamp))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"body": BODY.replace(b"62515", b"62516")}, "does not match"),  # tampered body
     ({"uri": URI + "?x=1"}, "does not match"),  # another URL

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from stream.events import EventValidator
-from stream.ingest.intake import UnreadableBody, check, split_body
+from stream.ingest.intake import TooManyElements, UnreadableBody, check, split_body
 from tests.ingest.helpers import ts
 
 LEAD = {"event_id": "e1", "type": "lead.created", "occurred_at": "2026-11-23T09:15:02.123Z", "lead_id": "L1"}
@@ -68,3 +68,54 @@ def test_checked_reports_key_topic_and_event_ids_of_rejected_events():
     assert (good.topic_suffix, good.key, good.event_id()) == ("calls", "C1", "e2")
     assert (bad.reason, bad.event_id()) == ("invalid_field", "bad")
     assert (worse.reason, worse.event_id()) == ("not_object", None)
+
+
+# Money as clients write it: 16 significant digits and more, which a float cannot hold.
+EXACT_DEAL = (b'{"event_id": "m1", "type": "deal.won", "occurred_at": "2026-11-23T09:15:02Z", "deal_id": "D9",'
+              b' "amount": 1234567890123.123456}')
+EDGE_DEAL = (b'{"event_id": "m2", "type": "deal.won", "occurred_at": "2026-11-23T09:15:02Z", "deal_id": "D9",'
+             b' "amount": 9999999999999999.99}')  # the largest amount the contract allows (15 integer digits + 1)
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("application/json", EXACT_DEAL),
+    ("application/json", b"[" + EXACT_DEAL + b",\n  " + EDGE_DEAL + b"]"),
+    ("application/x-ndjson", EXACT_DEAL + b"\n" + EDGE_DEAL + b"\n"),
+])
+def test_every_element_is_produced_byte_for_byte_as_sent(content_type, body):
+    items = split_body(body, content_type)
+    assert [i.raw for i in items] == [EXACT_DEAL, EDGE_DEAL][:len(items)]
+
+
+def test_the_same_event_gets_the_same_verdict_alone_in_an_array_and_in_json_lines():
+    wall_ms = int(time.time() * 1000)
+    verdicts = {}
+    for how, body, ctype in [("alone", EDGE_DEAL, "application/json"), ("array", b"[" + EDGE_DEAL + b"]", "application/json"),
+                             ("lines", EDGE_DEAL + b"\n", "application/x-ndjson")]:
+        [checked] = check(split_body(body, ctype), EventValidator(), wall_ms=wall_ms, too_late_ms=None)
+        verdicts[how] = (checked.reason, str(checked.event.amount) if checked.ok else None)
+    assert verdicts == {how: (None, "9999999999999999.99") for how in ("alone", "array", "lines")}
+
+
+@pytest.mark.parametrize("body", [
+    b"[" + b"{}," * 100 + b"{}]",  # objects only
+    b"[" + b"{}, 1, " * 50 + b'"x,]"]',  # mixed, with a string holding a comma and a bracket
+    b'[{"a": [1, 2, {"b": [3, 4]}]}, [[1, 2], [3]], ' + b"7, " * 99 + b"7]",  # nested containers
+])
+def test_more_elements_than_the_limit_are_refused_and_the_limit_itself_is_not(body):
+    count = len(split_body(body))
+    assert count >= 100
+    assert len(split_body(body, max_events=count)) == count
+    with pytest.raises(TooManyElements):
+        split_body(body, max_events=count - 1)
+    lines = b"\n".join([b"{}"] * count) + b"\n\n \r\n"
+    assert len(split_body(lines, "application/x-ndjson", max_events=count)) == count
+    with pytest.raises(TooManyElements):
+        split_body(lines, "application/x-ndjson", max_events=count - 1)
+
+
+def test_json_lines_of_only_white_space_are_skipped_without_a_cost_per_position():
+    body = b"{}\n" + b" " * 2_000_000 + b"\n\r\n" + b"{}"
+    started = time.perf_counter()
+    assert [(i.index, i.line) for i in split_body(body, "application/x-ndjson")] == [(0, 1), (1, 4)]
+    assert time.perf_counter() - started < 1.0

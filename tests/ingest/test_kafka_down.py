@@ -82,3 +82,22 @@ async def test_crashed_broker_503_then_nothing_lost_after_restart(private_broker
     """The broker is killed (SIGKILL) and restarted on its data; KRaft makes the restart wait for the old
     broker session to expire (~10 s), hence `slow`."""
     await _outage(private_broker, private_broker.kill, private_broker.start)
+
+
+async def test_answers_never_tell_where_the_broker_is(stack):
+    """/healthz is open to anyone: it says Kafka is down, not where Kafka is (nor does a 503 to a client)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from stream.ingest.service import ingest_service
+    from tests.conftest import free_port
+    from tests.ingest.helpers import settings_for
+
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    async with ingest_service(settings_for(bootstrap, "unreachable.", kpi_ingest_token=None)) as service:
+        async with TestClient(TestServer(service.app, host="127.0.0.1")) as client:
+            await asyncio.sleep(1.5)  # the first connection attempt has failed by now
+            health = await client.get("/healthz")
+            posted = await client.post("/ingest/events", data=_batch(0, 1))
+            bodies = {"healthz": await health.text(), "ingest": await posted.text()}
+    assert (health.status, posted.status) == (503, 503), bodies
+    assert all(bootstrap not in body and "127.0.0.1" not in body for body in bodies.values()), bodies

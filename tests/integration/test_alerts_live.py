@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.alerts.conftest import alertmanager, forget_alert_state, receiver  # noqa: F401  (fixtures)
+from tests.alerts.helpers import roster
 from tests.conftest import http_json, wait_for
 
 pytestmark = pytest.mark.integration
@@ -140,12 +141,28 @@ def test_two_workers_alert_exactly_once_with_latency_and_a_crash(forget_alert_st
     assert kpi[0][1] < killed_at < kpi[1][1]  # fired by the killed worker, resolved by the survivor
     assert firing_before <= set(keys)
 
-    # Slack got the same notifications once each, as Block Kit, without secrets.
+    # Slack got the same notifications once each, as Block Kit, without secrets, saying what happened
+    # and mentioning whom the roster names: the owner first, then the team lead, then on-call.
     slack = [r.json() for r in receiver.on("/slack/webhook")]
     assert len(slack) == len(docs)
     for msg in slack:
         assert msg["blocks"][0]["type"] == "header"
         assert receiver.url not in json.dumps(msg) and "integration-secret" not in json.dumps(msg)
+    lead = NEVER[0]
+    owner = json.loads(created(lead, 0)[2])["rep_id"]
+    team = roster().team(roster().team_of(owner))
+    mention = {"rep": f"<@{roster().rep(owner).slack_user_id}>",
+               "team_lead": f"<@{roster().rep(team.lead_rep).slack_user_id}>", "oncall": team.oncall}
+    said = [(m["text"], m["blocks"][1]["text"]["text"]) for m in slack if f"lead {lead.lower()} " in m["text"].lower()]
+    assert len(said) == 4, said
+    firing, step1, step2, resolved = said
+    assert firing[0] == f"[FIRING] Lead {lead} not touched within {DEADLINE_S}s {mention['rep']}"
+    assert firing[1].startswith(f":red_circle: {mention['rep']} Lead {lead} (source web) has waited ")
+    for (text, _), who in ((step1, "team_lead"), (step2, "oncall")):
+        assert text.startswith(f"[ESCALATED] Escalated: lead {lead} still untouched after ") and text.endswith(
+            f" {mention[who]}"), text
+    assert resolved[0].startswith(f"[RESOLVED] Resolved: lead {lead} touched after ") and "<" not in resolved[0]
+    assert resolved[1].startswith(f":large_green_circle: Lead {lead} was touched; it waited ")
 
     # Latency: deadline -> arrival at the receiver, for the first firings (live mode: within 1 s).
     arrivals = [r.t - (born[r.json()["labels"]["lead_id"]] + DEADLINE_S) for r in receiver.on("/webhook")

@@ -71,6 +71,7 @@ def test_worker_over_sasl_with_redis_password_leaks_no_secret_and_no_personal_da
     log = make_messy_log(seed=21, n_leads=200)
     dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster), KAFKA_BOOTSTRAP_SERVERS=sasl_broker.bootstrap)
     worker = dep.start_worker(
+        loglevel="debug",  # every line the worker can write is looked at for the secrets below
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{sasl_broker.extra_port}",  # the SASL listener only
         KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_MECHANISM="PLAIN",
         KAFKA_SASL_USERNAME="kpi", KAFKA_SASL_PASSWORD=KAFKA_PASSWORD,
@@ -89,13 +90,16 @@ def test_worker_over_sasl_with_redis_password_leaks_no_secret_and_no_personal_da
     assert not [v for v in personal if v in kpis or v in metrics]
     time.sleep(1)
     text = worker.log_path.read_text()
+    assert "[DEBUG]" in text, "the log was not written at debug level"
+    # aiokafka logs the SASL/PLAIN request (user and password) at debug: it is there, without its payload.
+    assert "SaslAuthenticateRequest_v1(<payload hidden>)" in text
     assert KAFKA_PASSWORD not in text and REDIS_PASSWORD not in text
 
 
 def test_wrong_kafka_password_keeps_the_worker_unhealthy_with_a_clear_log(make_deployment, sasl_broker):
     dep = make_deployment(KAFKA_BOOTSTRAP_SERVERS=sasl_broker.bootstrap)
     worker = dep.start_worker(
-        wait=False, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{sasl_broker.extra_port}",
+        wait=False, loglevel="debug", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{sasl_broker.extra_port}",
         KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_USERNAME="kpi", KAFKA_SASL_PASSWORD="not-the-password",
     )
     wait_for(lambda: "Authentication failed" in worker.log_path.read_text(), 60, what="an authentication error in the log")

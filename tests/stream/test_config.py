@@ -208,3 +208,14 @@ def test_bot_token_never_in_config_errors(clean_env, tmp_path):
     message = _one_line_error()
     assert message.startswith("SLACK_BOT_TOKEN: ")
     assert "7310016425" not in message, message
+
+
+@pytest.mark.parametrize("variable", ["KPI_INGEST_TOKEN", "KPI_WEB_TOKEN", "HUBSPOT_CLIENT_SECRET",
+                                      "KPI_ALERT_WEBHOOK_SECRET"])
+@pytest.mark.parametrize("blank", ["", "  ", "\t\n"])
+def test_an_empty_or_blank_auth_secret_is_refused(clean_env, variable, blank):
+    # `${VAR}` of an unset VAR in a compose file is "": it must not mean "no authentication".
+    clean_env.setenv(variable, blank)
+    assert _one_line_error() == f"{variable}: is empty or blank; set a real secret or leave the variable unset"
+    clean_env.setenv(variable, "a-real-secret")
+    assert getattr(load_settings(), variable.lower()).get_secret_value() == "a-real-secret"
