@@ -103,7 +103,10 @@ class AckWhenDurable:
     """Acks each batch of events once the records written while processing it are acknowledged.
 
     Batches stay pipelined: the agent goes on with the next batch while the previous ones' records are
-    in flight; at most ``max_pending`` batches wait, which bounds memory when the broker is slow.
+    in flight; at most ``max_pending`` batches wait, which bounds memory when the broker is slow. Batches
+    are acked in the order they were processed, never a later one first: Faust commits past an unacked
+    offset at the head of a partition's acks when nothing was committed there yet, or when it is a single
+    offset (``Consumer._new_offset``).
     """
 
     def __init__(self, ack: Callable[[Any], Awaitable[Any]], max_pending: int = 8,
@@ -114,11 +117,13 @@ class AckWhenDurable:
         self.pending: deque[asyncio.Future] = deque()
 
     async def add(self, events: list[Any], written: Iterable[asyncio.Future]) -> None:
-        self.pending.append(asyncio.ensure_future(self._ack_when_acknowledged(list(events), list(written))))
+        previous = self.pending[-1] if self.pending else None
+        self.pending.append(asyncio.ensure_future(self._ack_when_acknowledged(list(events), list(written), previous)))
         while self.pending and (self.pending[0].done() or len(self.pending) > self.max_pending):
             await self.pending.popleft()
 
-    async def _ack_when_acknowledged(self, events: list[Any], written: list[asyncio.Future]) -> None:
+    async def _ack_when_acknowledged(self, events: list[Any], written: list[asyncio.Future],
+                                     previous: asyncio.Future | None) -> None:
         if written:
             try:
                 await asyncio.gather(*written)
@@ -127,6 +132,8 @@ class AckWhenDurable:
                 # redelivers them from the last commit, which is what at-least-once needs.
                 self.on_failure(f"a changelog write failed ({exc!r}); its events will be redelivered")
                 return
+        if previous is not None:
+            await asyncio.shield(previous)
         _WORKER_ACK.set(True)  # this task's own context: only these acks count (count_only_worker_acks)
         for event in events:
             await self.ack(event)
