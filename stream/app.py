@@ -23,7 +23,13 @@ from prometheus_client import CollectorRegistry
 from alerts.service import attach_alerts
 from stream.config import Settings
 from stream.deadletter import deadletter_record
-from stream.durability import AckWhenDurable, ChangelogTable, count_only_worker_acks, exit_for_restart
+from stream.durability import (
+    AckWhenDurable,
+    ChangelogTable,
+    count_only_worker_acks,
+    exit_for_restart,
+    rewind_partitions_without_commit,
+)
 from stream.events import EventValidator, InvalidEvent, epoch_ms
 from stream.kafka_security import aiokafka_security, faust_credentials
 from stream.kpi.engine import TOPICS_OF_GROUP, EngineConfig, KpiEngine
@@ -190,7 +196,12 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
     async def rebuild_aggregates() -> None:
         # Called after Faust recovered this table's changelog for the new assignment. The aggregates
         # are derived from the table, so they are recomputed here rather than recovered separately.
-        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in source_topics}
+        assigned = [tp for tp in app.assignor.assigned_actives() if tp.topic in source_topics]
+        rewound = await rewind_partitions_without_commit(app.consumer, assigned)
+        if rewound:
+            log.info("%s: %s have no committed offset: reading them from the start", group,
+                     ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in rewound)))
+        active = {tp.partition for tp in assigned}
         revoked = ctx.built[group] - active
         ctx.engine.drop(group, revoked)
         fresh = active - ctx.built[group]

@@ -99,6 +99,28 @@ def count_only_worker_acks(consumer: Any) -> None:
     consumer.ack = ack
 
 
+async def rewind_partitions_without_commit(consumer: Any, partitions: Iterable[Any]) -> list[Any]:
+    """Seek the source partitions that have no committed offset back to the start of their log.
+
+    Faust re-seeks partitions to their committed offsets after each recovery, and a partition without
+    one not at all (aiokafka's ``seek_to_committed`` skips it). Records of such a partition fetched
+    before the recovery completed, and skipped by the stream meanwhile (flow paused, or an older
+    generation), are then never fetched again: a worker taking over from a peer that died before its
+    first commit started at the end of the log and missed every event in between.
+    """
+    from aiokafka import TopicPartition
+
+    thread = consumer._thread
+    client = thread._ensure_consumer()
+    uncommitted = []
+    for tp in partitions:
+        if await thread.call_thread(client.committed, TopicPartition(tp.topic, tp.partition)) is None:
+            uncommitted.append(tp)
+    if uncommitted:
+        await consumer.seek_wait({tp: 0 for tp in uncommitted})
+    return uncommitted
+
+
 class AckWhenDurable:
     """Acks each batch of events once the records written while processing it are acknowledged.
 
