@@ -28,6 +28,7 @@ from stream.durability import (
     ChangelogTable,
     count_only_worker_acks,
     exit_for_restart,
+    hold_streams_until_recovery_completes,
     rewind_partitions_without_commit,
 )
 from stream.events import EventValidator, InvalidEvent, epoch_ms
@@ -196,6 +197,7 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
     async def rebuild_aggregates() -> None:
         # Called after Faust recovered this table's changelog for the new assignment. The aggregates
         # are derived from the table, so they are recomputed here rather than recovered separately.
+        hold_streams_until_recovery_completes(app)  # before Faust resumes the source partitions
         assigned = [tp for tp in app.assignor.assigned_actives() if tp.topic in source_topics]
         rewound = await rewind_partitions_without_commit(app.consumer, assigned)
         if rewound:
