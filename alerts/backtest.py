@@ -30,7 +30,7 @@ from alerts.state import MemoryAlertStore
 from stream.events import EventValidator, InvalidEvent, epoch_ms
 from stream.kpi.engine import GROUP_OF_TOPIC, EngineConfig, KpiEngine
 from stream.kpi.snapshot import build_snapshot, merge_partials
-from stream.replay import BadLine, route
+from stream.local.replay import BadLine, route
 
 
 class RecordingDispatcher:

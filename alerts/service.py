@@ -34,7 +34,7 @@ from alerts.sinks.factory import make_queued_sinks
 from alerts.state import RedisAlertStore
 
 if TYPE_CHECKING:
-    from stream.app import WorkerContext
+    from stream.worker.app import WorkerContext
 
 log = logging.getLogger("kpi_monitor.alerts")
 TICK_S = 0.25
@@ -141,7 +141,7 @@ class AlertService:
 
     # --- timers ----------------------------------------------------------------------------------------
     def _update_held(self) -> bool:
-        from stream.app import is_consuming
+        from stream.worker.app import is_consuming
 
         self.consuming_held = not is_consuming(self.ctx)[0]
         self.runtime.held_back = self.consuming_held
@@ -167,7 +167,7 @@ class AlertService:
             return
         if self._update_held():
             return
-        from stream.web import global_snapshot
+        from stream.worker.web import global_snapshot
 
         ok = await self.runtime.evaluate_global(lambda window: global_snapshot(self.ctx, window))
         self.view_held = not ok
@@ -196,7 +196,7 @@ def _guarded(name: str, fn):
 
 
 class AlertCollector:
-    """Alert-engine gauges read at scrape time (sent/failed counters are exported by stream.metrics)."""
+    """Alert-engine gauges read at scrape time (sent/failed counters are exported by stream.worker.metrics)."""
 
     def __init__(self, service: AlertService) -> None:
         self.service = service
@@ -235,7 +235,7 @@ class AlertCollector:
 
 
 def attach_alerts(ctx: WorkerContext) -> AlertService | None:
-    """Wire the alert engine into a worker built by ``stream.app.create_app``."""
+    """Wire the alert engine into a worker built by ``stream.worker.app.create_app``."""
     settings = ctx.settings
     try:
         config = AlertConfig.from_settings(settings)

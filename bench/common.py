@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from stream.promstack import free_port
+from stream.local.promstack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / ".stack" / "bench"  # git-ignored (.stack/)
@@ -139,7 +139,7 @@ class Run:
     async def create_topics(self) -> None:
         from aiokafka.errors import KafkaConnectionError
 
-        from stream.stack import ensure_topics
+        from stream.local.stack import ensure_topics
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:

@@ -15,7 +15,7 @@ from grafana.common import (
     BLUE, GREEN, Flow, Re, bargauge_panel, fixed, kpi, new_dashboard, now, query_variable, row, series,
     stat_panel, timeseries_panel, trend,
 )
-from stream.kpi_metrics import CURRENT, QUOTA, WINDOWED, KpiMetric
+from stream.worker.kpi_export import CURRENT, QUOTA, WINDOWED, KpiMetric
 
 UID = "kpi-drilldown"
 TITLE = "Team and rep drilldown"

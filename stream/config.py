@@ -76,10 +76,10 @@ class Settings(BaseModel):
     kpi_max_reps: int = Field(5000, ge=1)
     kpi_max_teams: int = Field(500, ge=1)
     kpi_retire_scan_seconds: float = Field(600, gt=0)  # how often the tables are scanned for quiet entities
-    # Stall watchdog (stream.app.watch_progress): messages waiting but none processed for this long.
+    # Stall watchdog (stream.worker.app.watch_progress): messages waiting but none processed for this long.
     kpi_stall_seconds: float = Field(90, ge=0)  # 0: off
     kpi_exit_on_stall: bool = True
-    # The worker's HTTP server (stream.web_access): a bearer token for everything but /healthz, required
+    # The worker's HTTP server (stream.worker.web_access): a bearer token for everything but /healthz, required
     # when KPI_WEB_HOST is not a loopback address unless KPI_WEB_ALLOW_OPEN says the network is trusted.
     kpi_web_token: SecretStr | None = None
     kpi_web_metrics_public: bool = False  # true: /metrics answers without the token (a scraper without one)

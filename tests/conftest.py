@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.promstack import free_port  # noqa: F401  (tests import it from here)
+from stream.local.promstack import free_port  # noqa: F401  (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("KPI_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -69,7 +69,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def stack():
     """The real local Kafka + Redis, started when not running (idempotent)."""
-    from stream import stack as local_stack
+    from stream.local import stack as local_stack
     from stream.config import load_settings
 
     local_stack.up(load_settings(), echo=lambda *a, **k: None)
@@ -123,7 +123,7 @@ class Deployment:
             worker.kill()
 
 
-STALL_EXIT_CODE = 3  # the stall watchdog's exit (stream.app.check_progress): "restart me"
+STALL_EXIT_CODE = 3  # the stall watchdog's exit (stream.worker.app.check_progress): "restart me"
 
 
 class WorkerProcess:
@@ -237,7 +237,7 @@ def make_deployment(stack, tmp_path):
 
 
 async def _ensure_topics(prefix: str, bootstrap: str = BOOTSTRAP) -> None:
-    from stream.stack import ensure_topics
+    from stream.local.stack import ensure_topics
 
     await ensure_topics(bootstrap, prefix, PARTITIONS)
 

@@ -90,12 +90,12 @@ def test_the_checker_catches_offenders(tmp_path):
         "import faust\n"
         "from prometheus_client import Counter\n"
         "from urllib.request import urlopen\n"
-        "from .. import web\n"
+        "from ..worker import web\n"
         "def f():\n"
         "    import aiohttp.web\n"
         "    return __import__('redis')\n"
     )
     names = imported_modules(sample, package="stream.kpi")
-    assert {"faust", "prometheus_client", "urllib.request", "aiohttp.web", "redis", "stream.web"} <= names
+    assert {"faust", "prometheus_client", "urllib.request", "aiohttp.web", "redis", "stream.worker.web"} <= names
     assert {n.split(".")[0] for n in names} & FORBIDDEN == {"faust", "prometheus_client", "urllib", "aiohttp", "redis"}
-    assert project_file("stream.web") is not None  # and a relative import of it would be followed
+    assert project_file("stream.worker.web") is not None  # and a relative import of it would be followed

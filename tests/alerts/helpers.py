@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from alerts.rules import RuleSet, parse_rules
 from stream.kpi.facts import Contribution
 from stream.roster import Roster, load_roster
-from stream.simulator import SalesFloor, SimEvent
+from stream.local.simulator import SalesFloor, SimEvent
 
 ROSTER_PATH = Path(__file__).resolve().parents[2] / "stream" / "roster.example.yaml"
 UTC = ZoneInfo("UTC")

@@ -13,7 +13,7 @@ import yaml
 
 from grafana import generate
 from grafana.common import DATASOURCE, WORKER_JOB, panel_queries
-from stream.kpi_metrics import CURRENT, QUOTA, WINDOWED
+from stream.worker.kpi_export import CURRENT, QUOTA, WINDOWED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = REPO_ROOT / "grafana"
@@ -130,7 +130,7 @@ def test_dashboards_json_is_valid_for_provisioning():
 
 
 def test_the_wall_page_and_the_grafana_wall_show_the_same_tiles(dashboards):
-    from stream.wall import tiles
+    from stream.worker.wall import tiles
 
     wall = {p["title"]: p for p in dashboards["wall.json"]["panels"]}
     for tile in tiles.HEADLINES:

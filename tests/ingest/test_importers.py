@@ -15,9 +15,9 @@ import pytest
 
 from stream.config import Settings
 from stream.events import LIFECYCLE_RANK, EventValidator
-from stream.importers.common import Clock, ImportFailed, ImportReport, write_events
-from stream.importers.maven_crm import maven_events
-from stream.importers.olist import olist_events
+from stream.ingest.importers.common import Clock, ImportFailed, ImportReport, write_events
+from stream.ingest.importers.maven_crm import maven_events
+from stream.ingest.importers.olist import olist_events
 from tests.conftest import REPO_ROOT
 
 OLIST_LEADS = "olist_marketing_qualified_leads_dataset.csv"

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from stream.config import load_settings
-from stream.importers.run import import_main
-from stream.replay import replay
+from stream.ingest.importers.run import import_main
+from stream.local.replay import replay
 from tests.conftest import BOOTSTRAP, wait_for
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 MAX_EVENT_BYTES = 64 * 1024  # SPEC §1: a message over 64 KiB is dead-lettered `oversize`
-TOPIC_MAX_MESSAGE_BYTES = 1024 * 1024  # max.message.bytes of the topics (stream/stack.py)
+TOPIC_MAX_MESSAGE_BYTES = 1024 * 1024  # max.message.bytes of the topics (stream/local/stack.py)
 # The largest unkeyed value a 1 MiB topic accepts: one record batch is a 61-byte header plus the record
 # (length 3, attributes 1, timestamp delta 1, offset delta 1, key length 1, value length 3, header count 1).
 # Checked against the real broker by tests/integration/test_hostile_input.py.
