@@ -49,8 +49,9 @@ def test_a_worker_serves_its_own_endpoints_and_none_of_faust(deployment):
     seen = {path: get(worker.url + path)[0] for path in FAUST_PATHS}
     seen.update({path: get(worker.url + path)[0] for path in (
         "/kpis", "/healthz", "/metrics", "/internal/partials?window=all", "/internal/partials?now=abc",
-        "/internal/partials?window=forever")})
+        "/internal/partials?window=forever", "/wall", "/wall/wall.js", "/wall/status", "/wall/trend")})
     assert seen == {**{path: 404 for path in FAUST_PATHS}, "/kpis": 200, "/healthz": 200, "/metrics": 200,
+                    "/wall": 200, "/wall/wall.js": 200, "/wall/status": 200, "/wall/trend": 200,
                     "/internal/partials?window=all": 200, "/internal/partials?now=abc": 400,
                     "/internal/partials?window=forever": 400}
     status, body = get(worker.url + "/internal/partials?now=abc")
@@ -72,14 +73,19 @@ def test_the_web_token_guards_all_but_health_and_workers_pass_it_to_each_other(m
 
     seen = {}
     for name, worker in (("w1", w1), ("w2", w2)):
-        for path in ("/healthz", "/kpis", "/metrics", "/internal/partials?window=all", "/table/leads_entities/"):
+        for path in ("/healthz", "/kpis", "/metrics", "/internal/partials?window=all", "/table/leads_entities/",
+                     "/wall/status", "/wall/wall.js"):
             seen[name, path] = tuple(get(worker.url + path, token)[0] for token in (None, "wrong-token", TOKEN))
     guarded = (401, 401, 200)
+    # A TV's browser opens the wall by URL (no header); its script then sends the token as a header.
+    assert [get(f"{w1.url}/wall{query}")[0] for query in ("", "?token=wrong-token", f"?token={TOKEN}")] == [401, 401, 200]
     assert seen == {
         ("w1", "/healthz"): (200, 200, 200), ("w1", "/kpis"): guarded, ("w1", "/metrics"): guarded,
         ("w1", "/internal/partials?window=all"): guarded, ("w1", "/table/leads_entities/"): (404, 404, 404),
         ("w2", "/healthz"): (200, 200, 200), ("w2", "/kpis"): guarded, ("w2", "/metrics"): (200, 200, 200),
         ("w2", "/internal/partials?window=all"): guarded, ("w2", "/table/leads_entities/"): (404, 404, 404),
+        **{(name, "/wall/status"): guarded for name in ("w1", "w2")},
+        **{(name, "/wall/wall.js"): (200, 200, 200) for name in ("w1", "w2")},
     }
     status, body = get(w1.url + "/kpis")
     assert json.loads(body)["error"] == "unauthorized"

@@ -8,6 +8,7 @@ replay every number holds still and the page and /kpis can be compared exactly.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -36,10 +37,17 @@ def browser():
 
 
 def replayed_floor(deployment) -> int:
-    """Ten days of the simulated floor up to a minute ago, produced to the deployment's topics; the count."""
+    """Ten days of the simulated floor up to a minute ago, produced to the deployment's topics; the count.
+
+    Ends with a lead nobody has called yet: whether the simulated floor leaves one waiting depends on the
+    time of day, and the waiting tiles must show a number whenever the test runs."""
     now = datetime.now(timezone.utc) - timedelta(minutes=1)
     floor = SalesFloor(ROSTER, 18, backfill_start(now, "10d"))
     messages = [(m.topic, m.key, m.value) for m in floor.messages(now)]
+    waiting = {"event_id": "wall-test-waiting", "type": "lead.created", "lead_id": "wall-test-waiting",
+               "occurred_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+               "source": "web_form", "rep_id": "frank", "team": "farmers"}
+    messages.append(("leads", waiting["lead_id"], json.dumps(waiting).encode()))
     deployment.produce(messages)
     return len(messages)
 
