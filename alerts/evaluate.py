@@ -270,11 +270,11 @@ class LeadSlaTracker:
             team = came.team or self.roster().team_of(came.rep)
             if lead is None:
                 lead = self.leads[key] = WaitingLead(key, partition, came.ts, _shared(came.rep), _shared(team),
-                                                     _shared(came.value))
+                                                     _shared(came.info))
                 self._schedule(lead, now)
             else:  # reassigned (or an earlier lead.created): same alert, new owner
                 changed = (lead.created, lead.team) != (came.ts, team)
-                lead.rep, lead.team, lead.source, lead.partition = _shared(came.rep), _shared(team), _shared(came.value), partition
+                lead.rep, lead.team, lead.source, lead.partition = _shared(came.rep), _shared(team), _shared(came.info), partition
                 if changed:
                     lead.created = came.ts
                     self._schedule(lead, now)

@@ -32,9 +32,11 @@ from alerts.runtime import AlertRuntime, CatchUpClock, engine_partition_clock, e
 from alerts.sinks.base import Redactor, new_stats
 from alerts.sinks.factory import make_queued_sinks
 from alerts.state import RedisAlertStore
+from stream.worker.context import is_consuming
+from stream.worker.query import global_snapshot
 
 if TYPE_CHECKING:
-    from stream.worker.app import WorkerContext
+    from stream.worker.context import WorkerContext
 
 log = logging.getLogger("kpi_monitor.alerts")
 TICK_S = 0.25
@@ -141,8 +143,6 @@ class AlertService:
 
     # --- timers ----------------------------------------------------------------------------------------
     def _update_held(self) -> bool:
-        from stream.worker.app import is_consuming
-
         self.consuming_held = not is_consuming(self.ctx)[0]
         self.runtime.held_back = self.consuming_held
         self.stats["held_back"] = self.consuming_held or self.view_held
@@ -167,8 +167,6 @@ class AlertService:
             return
         if self._update_held():
             return
-        from stream.worker.web import global_snapshot
-
         ok = await self.runtime.evaluate_global(lambda window: global_snapshot(self.ctx, window))
         self.view_held = not ok
         self.stats["held_back"] = self.consuming_held or self.view_held

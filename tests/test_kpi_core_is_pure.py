@@ -69,7 +69,7 @@ KPI_FILES = sorted(KPI_DIR.glob("*.py"))
 
 
 def test_kpi_package_is_found():
-    assert {p.name for p in KPI_FILES} >= {"aggregates.py", "engine.py", "facts.py", "snapshot.py", "store.py",
+    assert {p.name for p in KPI_FILES} >= {"catalogue.py", "parts.py", "engine.py", "facts.py", "snapshot.py", "store.py",
                                            "windows.py"}
 
 

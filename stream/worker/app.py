@@ -12,30 +12,30 @@ import asyncio
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka.client import AIOKafkaClient
 from faust.streams import _current_event  # the context variable Faust's own stream iteration sets
 from prometheus_client import CollectorRegistry
 
 from alerts.service import attach_alerts
 from stream.config import Settings
 from stream.deadletter import deadletter_record
+from stream.events import EventValidator, InvalidEvent, epoch_ms
+from stream.kafka_security import aiokafka_security, faust_credentials
+from stream.kpi.engine import TOPICS_OF_GROUP, KpiEngine, engine_config
+from stream.roster import RosterFile
+from stream.worker.context import WorkerContext
 from stream.worker.durability import (
     AckWhenDurable,
     ChangelogTable,
     count_only_worker_acks,
-    exit_for_restart,
     rewind_partitions_without_commit,
 )
-from stream.events import EventValidator, InvalidEvent, epoch_ms
-from stream.kafka_security import aiokafka_security, faust_credentials
-from stream.kpi.engine import TOPICS_OF_GROUP, EngineConfig, KpiEngine
+from stream.worker.health import BrokerProbe, check_progress
 from stream.worker.metrics import register_metrics
-from stream.roster import RosterFile
 from stream.worker.stats import PipelineStats
+from stream.worker.web import register_views
 from stream.worker.web_access import FAUST_WEB_VIEWS_OFF, access_middleware, check_web_exposure
 
 log = logging.getLogger("kpi_monitor.worker")
@@ -56,29 +56,6 @@ ROCKSDB_OPTIONS = {
     "max_write_buffer_number": 2,
     "block_cache_size": 16 * 2**20,
 }
-
-
-@dataclass
-class WorkerContext:
-    """Everything the agents and views share; one per worker process."""
-
-    settings: Settings
-    app: faust.App
-    engine: KpiEngine
-    validator: EventValidator
-    roster: RosterFile
-    stats: PipelineStats
-    registry: CollectorRegistry
-    tables: dict[str, Any] = field(default_factory=dict)  # group -> faust Table
-    built: dict[str, set[int]] = field(default_factory=dict)  # group -> partitions rebuilt and live
-    suffix_of_topic: dict[str, str] = field(default_factory=dict)
-    deadletter_topic: Any = None
-    broker_ok: bool = False
-    broker_checked: float = 0.0
-    stalled: str | None = None  # set by the watchdog: why this worker is not making progress
-    ready_since: float = 0.0  # wall time the last table recovery completed: a stall is counted from there at most
-    scrape: Any = None  # stream.worker.metrics.ScrapeState: what /metrics refreshes before rendering (set by register_metrics)
-    alert_stats: Any = None  # alerts.sinks.base.new_stats(): set by alerts.service.attach_alerts
 
 
 def create_app(settings: Settings) -> WorkerContext:
@@ -135,19 +112,7 @@ def create_app(settings: Settings) -> WorkerContext:
         web_application_options={"middlewares": [access_middleware(settings)]},
     )
     count_only_worker_acks(app.consumer)
-    engine = KpiEngine(
-        EngineConfig(
-            sla_seconds=settings.kpi_sla_seconds,
-            timezone=settings.kpi_timezone,
-            lead_max_age_seconds=settings.kpi_lead_max_age_seconds,
-            too_late_seconds=settings.kpi_too_late_seconds,
-            event_clock=settings.kpi_clock == "event",
-            entity_retention_seconds=settings.kpi_entity_retention_days * 86400,
-            max_facts_per_entity=settings.kpi_max_facts_per_entity,
-            max_reps=settings.kpi_max_reps,
-            max_teams=settings.kpi_max_teams,
-        )
-    )
+    engine = KpiEngine(engine_config(settings))
     ctx = WorkerContext(
         settings=settings,
         app=app,
@@ -168,8 +133,6 @@ def create_app(settings: Settings) -> WorkerContext:
     _wire_group(ctx, "deals", [settings.topic("deals")])
     _forget_revoked_partitions(ctx)
     _wire_timers(ctx)
-    from stream.worker.web import register_views  # late import: the views module needs a context to exist
-
     register_views(ctx)
     register_metrics(ctx.registry, ctx)
     attach_alerts(ctx)
@@ -375,78 +338,3 @@ async def scan_for_retirement(ctx: WorkerContext, group: str, table: Any) -> int
     return count
 
 
-async def check_progress(ctx: WorkerContext, now: float) -> None:
-    """The stall watchdog: messages are waiting on this worker's partitions, yet none was processed for
-    KPI_STALL_SECONDS while the worker says it is consuming.
-
-    Faust's consumer can stop fetching after a rebalance (faust-streaming #175, #523) with no error at all;
-    the only cure is a restart, after which the group and the changelogs put everything back. So the
-    worker reports it (/healthz 503, a log line) and, with KPI_EXIT_ON_STALL (default), exits with code 3
-    for its supervisor (docker-compose's restart policy, systemd, Kubernetes) to start it again.
-    """
-    if not is_consuming(ctx)[0] and not ctx.stalled:
-        return  # starting, rebalancing, recovering or cut off from the broker: not a stall
-    # Quiet since the last processed message, or since the worker took its partitions: a worker that has
-    # just recovered partitions from a dead peer has had no chance to process them yet.
-    quiet_since = max(ctx.stats.last_event_wall or 0.0, ctx.stats.started, ctx.ready_since)
-    if now - quiet_since < ctx.settings.kpi_stall_seconds:
-        ctx.stalled = None
-        return
-    await ctx.scrape.offsets.refresh(ctx)  # end offsets from the broker, not the (stuck) fetcher
-    waiting = sum(behind for *_, behind in ctx.scrape.offsets.lag(ctx))
-    if not waiting:
-        return
-    ctx.stalled = f"stalled: {waiting} messages waiting, none processed for {now - quiet_since:.0f}s"
-    if ctx.settings.kpi_exit_on_stall:
-        exit_for_restart(f"{ctx.stalled} (KPI_EXIT_ON_STALL=false only reports it)")
-    log.error("%s (KPI_EXIT_ON_STALL=false: reporting only)", ctx.stalled)
-
-
-class BrokerProbe:
-    """Asks the broker for the metadata of our own topics on one long-lived connection, every 2 s.
-
-    Only our topics: metadata for *all* topics grows with the broker (a shared test broker holds
-    thousands) and decoding it every 2 s cost a few % of the worker's CPU.
-    """
-
-    def __init__(self, bootstrap: str, topics: list[str], security: dict[str, Any] | None = None,
-                 timeout: float = 3.0) -> None:
-        self.bootstrap = bootstrap
-        self.topics = list(topics)
-        self.security = security or {}
-        self.timeout = timeout
-        self.client: AIOKafkaClient | None = None
-
-    async def reachable(self) -> bool:
-        try:
-            if self.client is None:
-                self.client = AIOKafkaClient(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000), **self.security
-                )
-                await asyncio.wait_for(self.client.bootstrap(), self.timeout)
-                self.client.set_topics(self.topics)
-            if not await asyncio.wait_for(self.client.force_metadata_update(), self.timeout):
-                raise ConnectionError("no broker answered the metadata request")
-            return True
-        except Exception:
-            if self.client is not None:
-                client, self.client = self.client, None
-                try:
-                    await asyncio.wait_for(client.close(), self.timeout)
-                except Exception:
-                    pass
-            return False
-
-
-def is_consuming(ctx: WorkerContext) -> tuple[bool, str]:
-    """Health: the worker is consuming when it is assigned, not rebalancing, recovered and the broker answers."""
-    app = ctx.app
-    if not ctx.broker_ok:
-        return False, "broker unreachable" if ctx.broker_checked else "starting"
-    if ctx.stalled:
-        return False, ctx.stalled
-    if app.rebalancing:
-        return False, "rebalancing"
-    if not app.tables.recovery.completed.is_set():
-        return False, "recovering tables"
-    return True, "consuming"

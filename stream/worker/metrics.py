@@ -26,11 +26,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from stream.events import REASONS, TOPIC_OF_TYPE
 from stream.kpi.engine import GROUP_OF_TOPIC
+from stream.worker.context import is_consuming
 from stream.worker.kpi_export import KpiCache, KpiCollector, refresh_kpis
 from stream.worker.stats import PipelineStats
 
 if TYPE_CHECKING:
-    from stream.worker.app import WorkerContext
+    from stream.worker.context import WorkerContext
 
 log = logging.getLogger("kpi_monitor.metrics")
 
@@ -282,8 +283,8 @@ class PipelineCollector:
             "already in use on this worker.",
             labels=["label"],
         )
-        over_cap.add_metric(["rep"], ctx.engine.reps.over_cap)
-        over_cap.add_metric(["team"], ctx.engine.teams.over_cap)
+        over_cap.add_metric(["rep"], ctx.engine.caps["reps"].over_cap)
+        over_cap.add_metric(["team"], ctx.engine.caps["teams"].over_cap)
         yield over_cap
         rocksdb = GaugeMetricFamily(
             "kpi_rocksdb_memory_bytes",
@@ -337,10 +338,8 @@ def _le(bound: float) -> str:
 
 def _is_consuming(ctx: Any) -> bool:
     try:
-        from stream.worker.app import is_consuming  # late: stream.worker.app imports this module
-
         return is_consuming(ctx)[0]
-    except Exception:
+    except Exception:  # a test's stand-in context
         return False
 
 

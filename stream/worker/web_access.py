@@ -23,9 +23,9 @@ from aiohttp import web
 
 from stream.access import bearer_matches, is_loopback, json_response
 from stream.config import ConfigError, Settings
-from stream.wall.views import CONTENT_TYPES as WALL_STATIC
+from stream.worker.wall import ASSETS as WALL_ASSETS_BY_NAME
 
-WALL_ASSETS = frozenset(f"/wall/{name}" for name in WALL_STATIC)
+WALL_ASSETS = frozenset(f"/wall/{name}" for name in WALL_ASSETS_BY_NAME)
 SERVED_PATHS = frozenset({"/kpis", "/metrics", "/healthz", "/internal/partials", "/wall", "/wall/status",
                           "/wall/trend"}) | WALL_ASSETS
 OPEN_PATHS = frozenset({"/healthz"}) | WALL_ASSETS

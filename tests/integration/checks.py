@@ -11,7 +11,7 @@ from tests.oracle.batch_kpis import compute_kpis, drop_too_late, event_clock_now
 from tests.oracle.compare import assert_same
 
 SPEC_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
-WINDOWS = ("all", "1h", "24h", "today", "month")
+WINDOWS = ("all", "1h", "24h", "today", "week", "month", "quarter")
 
 
 def spec_part(doc: dict) -> dict:

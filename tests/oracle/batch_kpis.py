@@ -73,7 +73,7 @@ from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 UTC = _tz.utc
-WINDOWS = ("1h", "24h", "today", "month", "all")
+WINDOWS = ("1h", "24h", "today", "week", "month", "quarter", "all")
 DEFAULT_STAGES = ("prospecting", "qualification", "proposal", "negotiation")
 TOO_LATE = timedelta(hours=25)
 
@@ -136,11 +136,18 @@ def window_bounds(window: str, now: datetime, tz: str = "UTC") -> tuple[datetime
         return floor_minute(now) - timedelta(minutes=59), now
     if window == "24h":
         return floor_minute(now) - timedelta(minutes=1439), now
-    if window in ("today", "month"):
+    if window in ("today", "week", "month", "quarter"):
         zone = ZoneInfo(tz)
         local = now.astimezone(zone)
-        day = 1 if window == "month" else local.day
-        start = datetime(local.year, local.month, day, tzinfo=zone)
+        if window == "today":
+            first = local.date()
+        elif window == "week":  # the local Monday
+            first = local.date() - timedelta(days=local.weekday())
+        elif window == "month":
+            first = local.date().replace(day=1)
+        else:  # the first day of the calendar quarter
+            first = local.date().replace(month=3 * ((local.month - 1) // 3) + 1, day=1)
+        start = datetime(first.year, first.month, first.day, tzinfo=zone)
         return start.astimezone(UTC), now
     if window == "all":
         return None, None

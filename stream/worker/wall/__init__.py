@@ -5,9 +5,9 @@ TV on a locked-down network shows it from the worker alone. The page asks ``/kpi
 ``/wall/status`` for the freshness badge and the day's target, and ``/wall/trend`` for the response-time
 trend. What it shows is defined once in ``stream.worker.wall.tiles`` (the Grafana wall reads the same list).
 
-``register(ctx)`` is the one call ``stream.worker.web.register_views`` makes.
+``stream.worker.wall.views.register(ctx)`` is the one call ``stream.worker.web.register_views`` makes.
 """
 
-from stream.worker.wall.views import register
-
-__all__ = ["register"]
+# The page's script and style under /wall/<name>, and their content types (stream.worker.web_access serves
+# them without a token: code, no data).
+ASSETS = {"wall.css": "text/css", "wall.js": "application/javascript"}

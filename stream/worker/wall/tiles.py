@@ -2,8 +2,7 @@
 
 Each tile is data — title, the ``/kpis`` key it shows, its window, how it is formatted and when it turns
 orange or red — so the page, the Grafana dashboard and the tests read the same list and never drift.
-The Prometheus metric of a tile comes from ``stream.worker.kpi_export`` (by key), where the KPI catalogue will
-later supply units and names as well.
+The Prometheus metric of a tile comes from the KPI catalogue (``stream.kpi.catalogue``), by key.
 
 Formats (the page's ``wall.js`` implements them; the browser test checks the page against them):
 ``count`` 1,234; ``duration`` 45s, 2m 05s, 1h 04m, 2d 3h; ``percent`` 87%; ``money`` $980, $12.3k, $1.24M
@@ -15,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stream.worker.kpi_export import CURRENT, WINDOWED, KpiMetric
+from stream.kpi.catalogue import BY_KEY, Metric
 
 GREEN, ORANGE, RED, BLUE = "green", "orange", "red", "blue"
 FORMATS = ("count", "duration", "percent", "money")
@@ -70,7 +69,7 @@ class Tile:
         return self.window or "today"
 
     @property
-    def metric(self) -> KpiMetric:
+    def metric(self) -> Metric:
         return metric_of(self.key)
 
     def thresholds(self, sla_seconds: float) -> list[tuple[float | None, str]]:
@@ -122,11 +121,11 @@ TREND = Trend("Lead response time (rolling hour)",
               (("median", "lead_response_seconds_p50"), ("p90", "lead_response_seconds_p90")), "1h", 8, 20)
 
 
-def metric_of(key: str) -> KpiMetric:
-    for spec in (*WINDOWED, *CURRENT):
-        if spec.key == key:
-            return spec
-    raise KeyError(f"no exported metric for /kpis key {key!r}")
+def metric_of(key: str) -> Metric:
+    metric = BY_KEY[key].metric if key in BY_KEY else None
+    if metric is None:
+        raise KeyError(f"no exported metric for /kpis key {key!r}")
+    return metric
 
 
 def windows() -> list[str]:

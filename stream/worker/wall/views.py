@@ -24,19 +24,19 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from faust.web import Request, Response, View
 
-from stream.kpi.snapshot import build_snapshot, merge_partials
-from stream.worker.kpi_export import revenue_targets
+from stream.kpi.targets import revenue_targets
+from stream.worker.query import global_snapshot, peer_urls
+from stream.worker.wall import ASSETS
 from stream.worker.wall.tiles import TREND, page_config
 
 if TYPE_CHECKING:
-    from stream.worker.app import WorkerContext
+    from stream.worker.context import WorkerContext
 
 log = logging.getLogger("kpi_monitor.wall")
 PEER_TIMEOUT_S = 3.0
 CONFIG_MARK = "/*WALL_CONFIG*/null"
 STATIC = {name: resources.files("stream.worker.wall").joinpath("static", name).read_text() for name in
           ("wall.html", "wall.css", "wall.js")}
-CONTENT_TYPES = {"wall.css": "text/css", "wall.js": "application/javascript"}
 
 
 def _iso(ms: float) -> str:
@@ -54,8 +54,6 @@ def local_freshness(ctx: WorkerContext) -> dict[str, Any]:
 
 async def global_freshness(ctx: WorkerContext, authorization: str | None) -> dict[str, Any]:
     """The latest processing time and newest event time over all workers, as ages at the wall clock."""
-    from stream.worker.web import peer_urls  # late: stream.worker.web imports this package
-
     own = ctx.settings.web_url.rstrip("/")
     headers = {"Authorization": authorization} if authorization else {}
     unreachable: list[str] = []
@@ -95,19 +93,16 @@ def daily_target(ctx: WorkerContext, team: str | None, now_ms: int) -> dict[str,
 
 
 async def trend(ctx: WorkerContext, team: str | None) -> dict[str, Any]:
-    from stream.worker.web import gather_partials
-
     now_ms = ctx.engine.now(int(time.time() * 1000))
     step_ms = TREND.step_minutes * 60_000
     moments = [now_ms - i * step_ms for i in range(TREND.hours * 60 // TREND.step_minutes, -1, -1)]
-    roster, stages = ctx.roster.current(), ctx.settings.kpi_stages
 
     async def point(at_ms: int) -> dict[str, Any]:
-        partials, failed, _ = await gather_partials(ctx, TREND.window, at_ms)
-        doc = build_snapshot(merge_partials(partials.values()), window=TREND.window, now_ms=at_ms,
-                             roster=roster, stages=stages)
-        scope = doc["overall"] if team is None else doc["teams"].get(team) or {}
-        return {"at": _iso(at_ms), **{label: scope.get(key) for label, key in TREND.keys}, "complete": not failed}
+        snapshot = await global_snapshot(ctx, TREND.window, at_ms=at_ms)
+        values = snapshot.values
+        scope = values["overall"] if team is None else values["teams"].get(team) or {}
+        return {"at": _iso(at_ms), **{label: scope.get(key) for label, key in TREND.keys},
+                "complete": not snapshot.incomplete}
 
     return {"as_of": _iso(now_ms), "window": TREND.window, "sla_seconds": ctx.settings.kpi_sla_seconds,
             "points": list(await asyncio.gather(*(point(at) for at in moments)))}
@@ -132,7 +127,7 @@ def register(ctx: WorkerContext) -> None:
             config = page_config(settings.kpi_sla_seconds, settings.kpi_currency, team, reps)
             return self.html(render_page(config), headers={"Cache-Control": "no-store"})
 
-    for name, content_type in CONTENT_TYPES.items():
+    for name, content_type in ASSETS.items():
         def static_view(name: str = name, content_type: str = content_type) -> type[View]:
             class Static(View):
                 async def get(self, request: Request) -> Response:

@@ -221,7 +221,7 @@ class Cluster:
 
     def snapshot(self, window: str, now_ms: int) -> dict:
         merged = merge_partials(part for e in self.engines for part in e.partials(window, now_ms).values())
-        return build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES)
+        return build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES).document()
 
     def snapshots(self, now_ms: int) -> dict:
         return {w: self.snapshot(w, now_ms) for w in WINDOWS}
@@ -352,7 +352,7 @@ def test_E_wall_clock_with_too_late_and_expiry_equals_oracle(data, docs, tz, ext
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     for window in WINDOWS:
         merged = merge_partials(engine.partials(window, now_ms).values())
-        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES)
+        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES).document()
         expected = compute_kpis(accepted, window, now, timezone=tz, roster=ORACLE_ROSTER, stages=STAGES)
         assert_same(snap, expected, path=f"{window}@{tz}")
 
@@ -391,7 +391,7 @@ def test_messy_log_matches_oracle_including_too_late(seed, tz, partitions, worke
     assert now_ms == epoch_ms(now)
     for window in WINDOWS:
         merged = merge_partials(part for e in engines for part in e.partials(window, now_ms).values())
-        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=roster, stages=STAGES)
+        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=roster, stages=STAGES).document()
         assert_same(snap, compute_kpis(accepted, window, now, timezone=tz, roster=DEFAULT_ROSTER, stages=STAGES),
                     path=f"{window}@{tz}")
 
@@ -547,6 +547,6 @@ def test_event_after_now_in_the_same_minute_is_not_in_the_window_yet():
     counts = {}
     for window in WINDOWS:
         merged = merge_partials(engine.partials(window, wall).values())
-        snap = build_snapshot(merged, window=window, now_ms=wall, roster=ROSTER, stages=STAGES)
+        snap = build_snapshot(merged, window=window, now_ms=wall, roster=ROSTER, stages=STAGES).document()
         counts[window] = snap["overall"]["leads_created"]
     assert counts == {"1h": 0, "24h": 0, "today": 0, "month": 0, "all": 1}

@@ -1,4 +1,4 @@
-"""KPI export: /kpis documents → gauge families, read back through a fresh CollectorRegistry."""
+"""KPI export: typed snapshots → gauge families named by the catalogue, read back through a fresh CollectorRegistry."""
 
 from __future__ import annotations
 
@@ -10,19 +10,10 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream.kpi.snapshot import NOW_KEYS
-from stream.worker.kpi_export import (
-    CURRENT,
-    QUOTA,
-    WINDOWED,
-    WINDOWS,
-    KpiCache,
-    KpiCollector,
-    business_days,
-    kpi_families,
-    refresh_kpis,
-    revenue_targets,
-)
+from stream.kpi.catalogue import KPIS, MONTH, NOW, WINDOW, WINDOW_AND_NOW, exported_per_scope, now_keys
+from stream.kpi.snapshot import Snapshot
+from stream.kpi.windows import WINDOWS
+from stream.worker.kpi_export import KpiCache, KpiCollector, kpi_families, refresh_kpis
 from stream.roster import parse_roster
 
 ROSTER = parse_roster(
@@ -38,7 +29,7 @@ reps:
 
 def scope(**values):
     """A full-key scope object as /kpis has it: every windowed key null/0 unless given."""
-    doc = {spec.key: None for spec in (*WINDOWED, *CURRENT)}
+    doc = {k.key: None for k in exported_per_scope(WINDOW, WINDOW_AND_NOW, NOW)}
     doc.update({k: 0 for k in ("leads_created", "leads_responded", "leads_qualified", "calls", "calls_connected",
                                "talk_seconds_total", "deals_won", "deals_lost", "won_revenue", "open_deals",
                                "open_pipeline_value", "leads_awaiting_response")})
@@ -46,12 +37,20 @@ def scope(**values):
     return doc
 
 
+def snapshot_of(doc: dict) -> Snapshot:
+    """A /kpis document as the typed snapshot the exporter reads."""
+    now = datetime.fromisoformat(doc["as_of"])
+    return Snapshot(window=doc["window"], now_ms=int(now.timestamp() * 1000),
+                    values={k: doc[k] for k in ("overall", "teams", "reps", "stages") if k in doc},
+                    incomplete=doc.get("incomplete"))
+
+
 def document(window: str, *, incomplete: bool = False, **overall) -> dict:
     doc = {
         "as_of": "2026-11-20T12:30:00+00:00",
         "window": window,
         "overall": scope(**overall),
-        "teams": {"red": scope(leads_created=2, won_revenue=1500.5), "blue": {k: 0 for k in NOW_KEYS} | {"oldest_wait_seconds": None, "pipeline_velocity_per_day": None}},
+        "teams": {"red": scope(leads_created=2, won_revenue=1500.5), "blue": {k: 0 for k in now_keys("teams")} | {"oldest_wait_seconds": None, "pipeline_velocity_per_day": None}},
         "reps": {"ana": scope(leads_created=2, lead_response_seconds_p50=42.0), "cal": {
             "leads_awaiting_response": 1, "oldest_wait_seconds": 600.0, "open_deals": 0,
             "open_pipeline_value": 0.0, "pipeline_velocity_per_day": None}},
@@ -85,13 +84,13 @@ def labels(scope_="overall", team="", rep="", **extra):
 
 @pytest.fixture
 def docs():
-    return {
+    return {w: snapshot_of(d) for w, d in {
         "1h": document("1h", leads_created=3, lead_response_seconds_p50=61.5, lead_response_seconds_p90=None,
                        won_revenue=2250.5, sales_cycle_days_mean=0.5, win_rate=1.0,
                        leads_awaiting_response=1, oldest_wait_seconds=10800.0, open_deals=1, open_pipeline_value=4500.0),
         "month": document("month", leads_created=9, quota_attainment=0.5, incomplete=True,
                           leads_awaiting_response=1, oldest_wait_seconds=10800.0),
-    }
+    }.items()}
 
 
 def test_windowed_kpis_by_scope_and_window(docs):
@@ -149,23 +148,9 @@ def test_quota_stages_targets_and_snapshot_state(docs):
     assert reg.get_sample_value("kpi_snapshot_timestamp_seconds", {"window": "1h"}) == as_of
 
 
-def test_business_days_and_time_zone():
-    assert business_days(2026, 11) == 21
-    assert business_days(2026, 2) == 20
-    # 2026-11-30T23:30Z is already December in Auckland.
-    late = datetime(2026, 11, 30, 23, 30, tzinfo=timezone.utc)
-    assert revenue_targets(ROSTER, late, "UTC")[("overall", "", "")][0] == 63000 / 21
-    assert revenue_targets(ROSTER, late, "Pacific/Auckland")[("overall", "", "")][0] == 63000 / business_days(2026, 12)
-
-
-def test_every_spec_kpi_key_is_exported():
-    from stream.kpi.aggregates import Agg
-    from stream.kpi.snapshot import scope_kpis
-
-    keys = set(scope_kpis(Agg(), 0)) | {"quota_attainment"}
-    exported = {spec.key for spec in (*WINDOWED, *CURRENT, QUOTA)}
-    assert keys == exported
-    names = [spec.name for spec in (*WINDOWED, *CURRENT, QUOTA)]
+def test_every_kpi_is_exported_under_a_conventional_name():
+    names = [m.name for k in KPIS for m in k.metrics.values()]
+    assert {k.key for k in KPIS if k.metrics} == {k.key for k in KPIS}
     assert len(names) == len(set(names))
     for name in names:  # Prometheus conventions (promtool lints the live output too)
         assert name.startswith("kpi_") and not name.endswith("_total") and "days" not in name.split("_")
@@ -173,14 +158,14 @@ def test_every_spec_kpi_key_is_exported():
 
 def test_golden_expected_documents_export_their_overall_values(shared_dir):
     expected = json.loads((shared_dir / "golden" / "expected.json").read_text())
-    docs = {w: expected[w] for w in WINDOWS if w in expected}
+    docs = {w: snapshot_of({"window": w, **expected[w]}) for w in WINDOWS if w in expected}
     reg = registry_of(kpi_families(docs))
-    for window, doc in docs.items():
-        for spec in WINDOWED:
-            value = doc["overall"][spec.key]
-            extra = {"currency": "USD"} if spec.money else {}
-            got = reg.get_sample_value(spec.name, labels(window=window, **extra))
-            assert got == (None if value is None else value * spec.scale), (window, spec.key)
+    for window, snapshot in docs.items():
+        for spec in exported_per_scope(WINDOW, WINDOW_AND_NOW):
+            value = snapshot.values["overall"][spec.key]
+            extra = {"currency": "USD"} if spec.unit == "money" else {}
+            got = reg.get_sample_value(spec.metric.name, labels(window=window, **extra))
+            assert got == (None if value is None else value * (86_400 if spec.unit == "days" else 1)), (window, spec.key)
 
 
 # --- the collector and the refresh on a worker ------------------------------------------------------
@@ -211,7 +196,7 @@ def test_refresh_fetches_every_window_caches_and_drops_failures():
         calls.append(window)
         if window == "24h":
             raise RuntimeError("peer timed out")
-        return {"window": window, "overall": {}, "as_of": "2026-11-20T12:30:00+00:00"}
+        return Snapshot(window=window, now_ms=0, values={"overall": {}})
 
     ctx, cache = fake_ctx(), KpiCache()
 

@@ -40,7 +40,7 @@ def fake_ctx(stats: PipelineStats, consumer=None, alert_stats=None):
         built={"leads": {0, 1}, "deals": {0}},
         engine=SimpleNamespace(partitions={("leads", 0): SimpleNamespace(entities=5), ("leads", 1): SimpleNamespace(entities=2),
                                            ("deals", 0): SimpleNamespace(entities=4)},
-                               retired=3, reps=SimpleNamespace(over_cap=9), teams=SimpleNamespace(over_cap=0)),
+                               retired=3, caps={"reps": SimpleNamespace(over_cap=9), "teams": SimpleNamespace(over_cap=0)}),
         app=SimpleNamespace(consumer=consumer),
         suffix_of_topic={"p.leads": "leads", "p.calls": "calls", "p.deals": "deals"},
         scrape=ScrapeState(),
@@ -150,24 +150,21 @@ def test_docs_metrics_table_lists_exactly_the_exported_metrics():
     import re
     from pathlib import Path
 
-    from stream.worker.kpi_export import WINDOWS, KpiCache, KpiCollector
+    from stream.kpi.catalogue import KPIS
+    from stream.kpi.snapshot import Snapshot
+    from stream.kpi.windows import WINDOWS
     from stream.roster import parse_roster
+    from stream.worker.kpi_export import KpiCache, KpiCollector
 
     doc = Path(__file__).resolve().parents[3] / "README.md"
     documented = set(re.findall(r"^\| `(kpi_[a-z0-9_]+)` \|", doc.read_text(), re.M))
-    full = {"leads_awaiting_response": 1, "oldest_wait_seconds": 5.0, "open_deals": 1, "open_pipeline_value": 1.0,
-            "pipeline_velocity_per_day": 1.0, "quota_attainment": 0.5}
-    kpi_doc = {"as_of": "2026-11-20T12:30:00+00:00", "overall": full, "teams": {}, "reps": {},
-               "stages": {"prospecting": {"open_deals": 1, "open_pipeline_value": 1.0, "stage_entries": 1, "stage_conversion": 1.0}}}
-    from stream.worker.kpi_export import WINDOWED
-
-    for spec in WINDOWED:
-        full.setdefault(spec.key, 1.0)
+    every = {kpi.key: 1.0 for kpi in KPIS}  # every KPI has a value, so every family has a sample
+    values = {"overall": every, "teams": {}, "reps": {}, "stages": {"prospecting": every}}
     roster = parse_roster("teams: [{name: red}]\nreps: [{rep_id: ana, team: red, monthly_quota: 1000}]")
     ctx = fake_ctx(PipelineStats(clock=Clock(1.0)))
     ctx.settings = SimpleNamespace(kpi_currency="USD", kpi_timezone="UTC", kpi_sla_seconds=300.0)
     ctx.roster = SimpleNamespace(current=lambda: roster)
-    cache = KpiCache(docs={w: kpi_doc for w in WINDOWS}, leader=True, duration=0.01)
+    cache = KpiCache(docs={w: Snapshot(w, 1_795_000_000_000, values) for w in WINDOWS}, leader=True, duration=0.01)
     exported = set()
     for collector in (PipelineCollector(ctx), KpiCollector(ctx, cache)):
         for family in collector.collect():

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from stream.worker.app import check_progress, is_consuming
+from stream.worker.context import is_consuming
+from stream.worker.health import check_progress
 
 
 class Offsets:

@@ -15,9 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from stream.config import load_settings
-from stream.kpi.aggregates import Agg
+from stream.kpi.catalogue import DIMENSIONS, SCOPE
 from stream.kpi.engine import EngineConfig, KpiEngine
-from stream.worker.web import gather_partials, is_worker_url
+from stream.kpi.snapshot import partials_to_wire
+from stream.worker.query import gather_partials, is_worker_url
+
+SCOPE_LAYOUT = DIMENSIONS["scope"].layout
 
 TOKEN = "peer-test-token"
 
@@ -33,10 +36,12 @@ class Peer:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.seen.append({"path": request.path_qs, "authorization": request.headers.get("Authorization")})
-        agg = Agg()
-        agg.leads_created = 7
+        row = SCOPE_LAYOUT.row()
+        row.v[SCOPE_LAYOUT.index["leads_created"]] = 7
+        rows = [{} for _ in DIMENSIONS]
+        rows[SCOPE] = {("hana", "hunters"): row}
         doc = {"app": self.app_id, "watermark": None,
-               "partitions": {f"leads:{self.partition}": [["hana", "hunters", agg.to_wire()]]}}
+               "partitions": {f"leads:{self.partition}": partials_to_wire(rows)}}
         return web.Response(body=msgspec.msgpack.encode(doc), content_type="application/msgpack")
 
 
@@ -70,7 +75,7 @@ async def test_only_this_apps_workers_are_merged_and_they_get_the_token(peers):
     aimed_url += "/admin/reset?confirm=yes#"  # a group member pointing us at some other path
     results, failed, _ = await gather_partials(_worker([ours_url, foreign_url, aimed_url]), "all", 0)
     assert sorted(results) == ["leads:0"]
-    assert results["leads:0"][("hana", "hunters")].leads_created == 7
+    assert results["leads:0"][SCOPE][("hana", "hunters")].v[SCOPE_LAYOUT.index["leads_created"]] == 7
     assert failed == [foreign_url]
     assert ours.seen == [{"path": "/internal/partials?window=all&now=0", "authorization": f"Bearer {TOKEN}"}]
     assert aimed.seen == []  # never asked: no request, no token
