@@ -55,7 +55,7 @@ def kpi_scopes(rule: KpiRule, doc: Mapping[str, Any], roster: Any) -> list[tuple
 def breach(rule: KpiRule, values: Mapping[str, Any]) -> tuple[bool, float | None]:
     value = values.get(rule.kpi)
     if value is None or isinstance(value, bool):
-        return False, None  # null: nothing to judge (SPEC: a ratio over nothing is null)
+        return False, None  # null: nothing to judge (a ratio over nothing is null)
     if rule.min_sample is not None:
         sample = values.get(rule.min_sample.kpi)
         if sample is None or sample < rule.min_sample.at_least:

@@ -1,9 +1,9 @@
-"""Team and rep drilldown: every KPI of SPEC §3 over the last hour, 24 hours and today, for the `team`
+"""Team and rep drilldown: every KPI of docs/kpis.md over the last hour, 24 hours and today, for the `team`
 and `rep` picked at the top; calls and connect rate over time; the lead funnel; the floor's deal stages.
 
 The `rep` list is every rep with KPI series, whatever the team: a rep's numbers may be credited under
 several teams (the team on each event), so rep series carry no team label (docs/metrics.md).
-Deal stages are floor-wide: SPEC defines stage entries and conversion overall only.
+Deal stages are floor-wide: stage entries and conversion are defined overall only (docs/kpis.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One settings object for the whole project.
 
-Names and defaults are the contract of SPEC.md section 5. Values come from the environment; a YAML or
+Names and defaults are the contract (README, Configuration). Values come from the environment; a YAML or
 JSON file named by ``KPI_CONFIG`` may set the same keys (the environment wins). A bad value is reported
 in one line that names the variable, never with a traceback.
 """
@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    # --- SPEC.md section 5 -------------------------------------------------------------------------
+    # --- the contract's settings -------------------------------------------------------------------------
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kpi_topic_prefix: str = "sales."
     kpi_app_id: str = Field("kpi-monitor", pattern=r"^[A-Za-z0-9._-]{1,100}$")

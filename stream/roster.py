@@ -1,4 +1,4 @@
-"""The roster (SPEC.md section 4): teams and reps, each rep's team and monthly quota.
+"""The roster : teams and reps, each rep's team and monthly quota.
 
 ``RosterFile`` re-reads the YAML file when its modification time changes, so edits apply without a
 restart; a broken edit is logged and the last good roster stays in force.

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import msgspec
 
 from stream.events import TOPIC_OF_TYPE, CallLogged, Event, InvalidEvent
-from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS, SCOPE, STAGES
+from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS
 from stream.kpi.facts import (
     AWAITING,
     CURRENT,

@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from stream.durations import parse_duration
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -123,7 +125,7 @@ def render_prometheus_config(
         config["global"]["scrape_interval"] = scrape_interval
         # A scrape may not take longer than its interval.
         timeout = config["global"].get("scrape_timeout")
-        if timeout and _seconds(timeout) > _seconds(scrape_interval):
+        if timeout and parse_duration(timeout) > parse_duration(scrape_interval):
             config["global"]["scrape_timeout"] = scrape_interval
     if evaluation_interval:
         config["global"]["evaluation_interval"] = evaluation_interval
@@ -167,14 +169,6 @@ def render_alertmanager_config(slack_webhook_file: Path, base: Path = ALERTMANAG
             route["group_wait"] = group_wait
             routes.extend(route.get("routes", []))
     return yaml.safe_dump(config, sort_keys=False)
-
-
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    for unit in ("ms", "s", "m", "h", "d"):
-        if duration.endswith(unit) and duration[: -len(unit)].replace(".", "").isdigit():
-            return float(duration[: -len(unit)]) * units[unit]
-    raise ValueError(f"unsupported duration {duration!r}")
 
 
 def free_port() -> int:

@@ -65,7 +65,6 @@ import itertools
 import math
 import os
 import random
-import re
 import signal
 import sys
 import time
@@ -79,6 +78,7 @@ import orjson
 
 from stream.config import DEFAULT_STAGES
 from stream.events import TOPIC_OF_TYPE
+from stream.durations import parse_positive_duration
 from stream.roster import Rep, Roster, Team
 
 UTC = timezone.utc
@@ -495,25 +495,6 @@ def events_per_lead(stages: tuple[str, ...] = DEFAULT_STAGES) -> float:
 
 # ---------------------------------------------------------------- CLI hooks
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?", re.I)
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds in ``90s``, ``10m``, ``2h``, ``1d``, ``5w``, ``1h30m`` or a bare number of seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        s = text.strip().replace(" ", "")
-        parts = list(_DURATION.finditer(s))
-        if not s or not parts or "".join(p.group(0) for p in parts) != s:
-            raise ValueError(f"bad duration {text!r}: use e.g. 90s, 10m, 2h, 1d")
-        seconds = sum(float(p.group(1)) * _UNIT_S[p.group(2) and p.group(2).lower()] for p in parts)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"duration must be positive, got {text!r}")
-    return seconds
-
-
 def parse_start(text: str | datetime | None) -> datetime | None:
     if text is None or isinstance(text, datetime):
         start = text
@@ -561,7 +542,7 @@ def backfill_start(now: datetime, span: str | float, tz: str = "UTC") -> datetim
 
     Whole local days, so two runs on the same day with the same seed simulate the same history.
     """
-    local = (now - timedelta(seconds=parse_duration(span))).astimezone(ZoneInfo(tz))
+    local = (now - timedelta(seconds=parse_positive_duration(span))).astimezone(ZoneInfo(tz))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -589,10 +570,10 @@ async def run_simulate(settings, *, rate: float | None = None, duration: str | f
             raise ValueError("--rate and --speedup must be positive")
         if not 0 <= bad_ratio < 1:
             raise ValueError("--bad-ratio must be in [0, 1)")
-        seconds = parse_duration(duration) if duration is not None else None
+        seconds = parse_positive_duration(duration) if duration is not None else None
         start_dt = parse_start(start)
         if backfill is not None:
-            parse_duration(backfill)
+            parse_positive_duration(backfill)
             if start_dt is not None:
                 raise ValueError("--backfill and --start exclude each other: a backfill starts --backfill before now")
             if speedup != 1:

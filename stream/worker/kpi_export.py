@@ -51,12 +51,6 @@ def exported(kpi: Kpi) -> Iterator[tuple[str, KpiMetric]]:
     yield from kpi.metrics.items()
 
 
-def labels_of(kpi: Kpi, dimension: str) -> list[str]:
-    base = SCOPE_LABELS if dimension == "scope" else ["stage"]
-    window = [] if kpi.timing in (NOW, MONTH) else ["window"]
-    return base + window + (["currency"] if kpi.unit == "money" else [])
-
-
 def _scopes(values: Mapping[str, Any]) -> Iterator[tuple[list[str], Mapping[str, Any]]]:
     yield ["overall", "", ""], values.get("overall") or {}
     for team, doc in sorted((values.get("teams") or {}).items()):
@@ -85,7 +79,7 @@ def kpi_families(
     now_snapshot = next((snapshots[w] for w in ("all", *WINDOWS) if snapshots.get(w)), None)
     for kpi in KPIS:
         for dimension, metric in exported(kpi):
-            family = GaugeMetricFamily(metric.name, metric.help, labels=labels_of(kpi, dimension))
+            family = GaugeMetricFamily(metric.name, metric.help, labels=kpi.labels(dimension))
             if kpi.timing == NOW:
                 sources = [(None, now_snapshot)]
             elif kpi.timing == MONTH:

@@ -67,7 +67,7 @@ class PipelineStats:
         self.last_event_ts_ms = ts_ms
         if self.max_event_ts_ms is None or ts_ms > self.max_event_ts_ms:
             self.max_event_ts_ms = ts_ms
-        # Up to 5 minutes of producer clock skew are accepted (SPEC §1 `future`): count those as 0.
+        # Up to 5 minutes of producer clock skew are accepted (dead-letter reason `future`): count those as 0.
         self.latency.observe(max(0.0, now - ts_ms / 1000))
 
     def duplicate(self, topic: str) -> None:

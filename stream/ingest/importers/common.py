@@ -117,7 +117,7 @@ def rfc3339(instant: datetime) -> str:
 
 def write_events(events: Iterable[tuple[datetime, dict]], out: IO[bytes], validator: EventValidator,
                  report: ImportReport) -> None:
-    """Sort by (occurred_at, lifecycle rank, event_id) — SPEC order — validate, and write one JSON line each."""
+    """Sort by (occurred_at, lifecycle rank, event_id) — event order — validate, and write one JSON line each."""
     ordered = sorted(events, key=lambda pair: (pair[0], LIFECYCLE_RANK[pair[1]["type"]], pair[1]["event_id"]))
     lines = []
     for _, event in ordered:  # all checked before the first is written: no half-written file on error

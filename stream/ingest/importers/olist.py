@@ -73,5 +73,5 @@ def olist_events(leads_path: str | Path, deals_path: str | Path, clock: Clock, f
             early.append(mql)
     if early:
         report.notes.append(f"{len(early)} deals are won before their lead's first contact time (e.g. {early[0]}); "
-                            "their sales cycle counts as 0, as SPEC floors it")
+                            "their sales cycle counts as 0, as cycles are floored at 0")
     return events, report

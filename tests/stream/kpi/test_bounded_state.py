@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import orjson
 import pytest

@@ -183,7 +183,7 @@ def event_logs(draw, created_first: bool = False):
 
 # --------------------------------------------------------------------------------------- running --
 def route(doc: dict) -> tuple[str, str]:
-    """(topic suffix, Kafka key) as a producer following SPEC section 1 would choose them."""
+    """(topic suffix, Kafka key) as a producer following docs/events.md would choose them."""
     topic = TOPIC_OF_TYPE[doc["type"]]
     if topic == "deals":
         return topic, doc["deal_id"]
@@ -504,10 +504,10 @@ def test_deal_created_before_its_outcome_counts_its_amount():
 
 
 @pytest.mark.xfail(strict=True, reason="spec ambiguity, open: for a deal.created timed after its outcome the oracle "
-                   "counts its stage entry but not its amount; the engine counts neither (SPEC: 'events after the "
+                   "counts its stage entry but not its amount; the engine counts neither (docs/kpis.md: 'events after the "
                    "outcome change nothing')")
 def test_deal_created_after_its_outcome_sets_nothing_like_the_oracle():
-    # SPEC: events with occurred_at after the outcome change nothing, the defining deal.created included.
+    # Events with occurred_at after the outcome change nothing, the defining deal.created included.
     docs = _deal_docs("2026-11-20T10:00:01Z", "2026-11-20T10:00:00Z")  # clocks one second apart
     cluster = Cluster("UTC")
     cluster.feed(docs)
@@ -537,7 +537,7 @@ def test_the_longest_call_the_contract_allows_is_counted_and_longer_ones_are_ref
 
 @pytest.mark.xfail(strict=True, reason="BUG (minor): stream/kpi/store.py:97-99 reads whole minute (and day) buckets, "
                                        "so in wall-clock mode an accepted event 20 s after `now` in the same minute "
-                                       "counts in 1h/24h/today/month; SPEC section 2 windows end at `now` "
+                                       "counts in 1h/24h/today/month; windows end at `now` "
                                        "(expected 0, got 1)")
 def test_event_after_now_in_the_same_minute_is_not_in_the_window_yet():
     wall = epoch_ms(datetime(2026, 11, 20, 12, 0, 30, tzinfo=UTC))

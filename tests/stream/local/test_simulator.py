@@ -12,7 +12,7 @@ import pytest
 from stream.config import PACKAGE_DIR, load_settings
 from stream.events import TOPIC_OF_TYPE, EventValidator, InvalidEvent, event_key
 from stream.roster import load_roster
-from stream.local.simulator import SalesFloor, backfill_start, parse_duration, run_simulate
+from stream.local.simulator import SalesFloor, backfill_start, parse_positive_duration as parse_duration, run_simulate
 from tests.oracle.batch_kpis import compute_kpis, load_roster_yaml
 
 UTC = timezone.utc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from stream.worker.durability import AckWhenDurable, count_only_worker_acks
 

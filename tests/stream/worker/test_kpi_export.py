@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream.kpi.catalogue import KPIS, MONTH, NOW, WINDOW, WINDOW_AND_NOW, exported_per_scope, now_keys
+from stream.kpi.catalogue import KPIS, NOW, WINDOW, WINDOW_AND_NOW, exported_per_scope, now_keys
 from stream.kpi.snapshot import Snapshot
 from stream.kpi.windows import WINDOWS
 from stream.worker.kpi_export import KpiCache, KpiCollector, kpi_families, refresh_kpis
