@@ -30,6 +30,7 @@ from stream.worker.durability import (
     AckWhenDurable,
     ChangelogTable,
     count_only_worker_acks,
+    hold_streams_until_recovery_completes,
     rewind_partitions_without_commit,
 )
 from stream.worker.health import BrokerProbe, check_progress
@@ -159,6 +160,7 @@ def _wire_group(ctx: WorkerContext, group: str, topic_names: list[str]) -> None:
     async def rebuild_aggregates() -> None:
         # Called after Faust recovered this table's changelog for the new assignment. The aggregates
         # are derived from the table, so they are recomputed here rather than recovered separately.
+        hold_streams_until_recovery_completes(app)  # before Faust resumes the source partitions
         assigned = [tp for tp in app.assignor.assigned_actives() if tp.topic in source_topics]
         rewound = await rewind_partitions_without_commit(app.consumer, assigned)
         if rewound:

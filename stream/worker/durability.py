@@ -99,6 +99,20 @@ def count_only_worker_acks(consumer: Any) -> None:
     consumer.ack = ack
 
 
+def hold_streams_until_recovery_completes(app: Any) -> None:
+    """Keep source events out of the agents' queues until Faust has finished its recovery.
+
+    Call from an ``on_recover`` callback. Faust then resumes fetching, awaits ``perform_seek`` (a broker
+    round trip) and only then calls ``app.flow_control.resume()``, which *clears every stream queue*:
+    events fetched during the seek were thrown away while the later ones were applied (faust-streaming
+    #596). The commit stayed behind them, but the next owner read them after their partition's later
+    events, and one more than the too-late limit behind those was dead-lettered, lost for good.
+    Suspended, the fetcher waits in ``flow_control.acquire()`` with its message instead; Faust's
+    ``resume()`` lifts the hold (or the next recovery's, if a rebalance cuts this one short).
+    """
+    app.flow_control.suspend()
+
+
 async def rewind_partitions_without_commit(consumer: Any, partitions: Iterable[Any]) -> list[Any]:
     """Seek the source partitions that have no committed offset back to the start of their log.
 

@@ -102,3 +102,34 @@ async def test_only_the_workers_acks_count_and_a_skipped_message_does_not_block_
     await gate.add(["applied"], [])
     await asyncio.sleep(0.01)
     assert consumer.recorded == ["applied"] and not consumer.unacked
+
+
+async def test_events_fetched_while_a_recovery_completes_are_held_not_cleared():
+    """Faust's end of recovery: our on_recover callback, then the seek (events keep arriving), then
+    ``flow_control.resume()``, which clears every stream queue. Held from the callback on, the fetcher
+    waits with its message instead of queueing it, so nothing is thrown away (real Faust flow control)."""
+    from types import SimpleNamespace
+
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    from stream.worker.durability import hold_streams_until_recovery_completes
+
+    async def end_of_recovery(hold: bool) -> list[str]:
+        app = SimpleNamespace(flow_control=FlowControlEvent(initially_suspended=False))
+        queue = FlowControlQueue(flow_control=app.flow_control, clear_on_resume=True)
+
+        async def fetcher() -> None:  # faust.transport.conductor: acquire flow control, then deliver
+            for offset in ("64", "65"):
+                await app.flow_control.acquire()
+                await queue.put(offset)
+
+        if hold:
+            hold_streams_until_recovery_completes(app)  # the on_recover callback
+        fetching = asyncio.ensure_future(fetcher())
+        await asyncio.sleep(0.01)  # the seek: a round trip to the broker, while the fetcher runs
+        app.flow_control.resume()  # Faust: "Resume stream partitions" (clears the queues)
+        await asyncio.wait_for(fetching, 1)
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    assert await end_of_recovery(hold=False) == []  # both events were queued, then cleared
+    assert await end_of_recovery(hold=True) == ["64", "65"]
