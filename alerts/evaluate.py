@@ -111,7 +111,7 @@ def _observe(inst, breached, value, now, calendar: Calendar, for_s, repeat_s, mu
 
 
 # --- no activity ----------------------------------------------------------------------------------------
-ACTIVITY_KINDS = {"calls": ("call",), "touches": ("response", "touch"), "any": ("call", "response", "touch")}
+ACTIVITY_KINDS = {"calls": ("call",), "touches": ("response",), "any": ("call", "response")}
 
 
 class ActivityTracker:
@@ -128,7 +128,7 @@ class ActivityTracker:
 
     def on_change(self, added: Iterable[Any], team_of: Callable[[str], str | None]) -> None:
         for c in added:
-            if c.kind not in ("call", "response", "touch") or c.rep == UNASSIGNED:
+            if c.kind not in ACTIVITY_KINDS["any"] or c.rep == UNASSIGNED:
                 continue
             team = c.team or team_of(c.rep)
             for name in (f"rep:{c.rep}", f"team:{team}" if team else None):
@@ -264,7 +264,7 @@ class LeadSlaTracker:
         added = list(added)
         gone = next((c for c in removed if c.kind == "awaiting"), None)
         came = next((c for c in added if c.kind == "awaiting"), None)
-        touch = next((c for c in added if c.kind in ("response", "touch")), None)
+        touch = next((c for c in added if c.kind == "response"), None)
         lead = self.leads.get(key)
         if came is not None:
             team = came.team or self.roster().team_of(came.rep)
@@ -392,9 +392,6 @@ class LeadSlaTracker:
                 if step + 1 < len(dues):
                     self._push(lead, rule_name, step + 1, dues[step + 1])
         return events
-
-    def next_due(self) -> int | None:
-        return min((h[0][0] for h in self.heaps.values() if h), default=None)
 
 
 def _applies(rule: LeadSlaRule, lead: WaitingLead) -> bool:

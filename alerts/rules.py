@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.calendar import ALWAYS, BusinessCalendar, Calendar, parse_weekly
+from stream.config import TimeZone
 from stream.durations import parse_duration
 from stream.kpi.catalogue import BY_KEY, KPIS, MONTH, SCOPE_SECTIONS
 from stream.kpi.windows import WINDOWS
@@ -95,18 +95,10 @@ Channels = Annotated[tuple[str, ...] | None, BeforeValidator(_channels)]
 
 
 class CalendarSpec(_Model):
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     hours: dict[str, Any]
     holidays: list[date] = []
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
-        return value
 
     @field_validator("hours")
     @classmethod

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -28,6 +28,18 @@ class ConfigError(ValueError):
     """A configuration value is unusable; the message is one line naming the variable."""
 
 
+def known_time_zone(value: str) -> str:
+    """``value`` when it names an IANA time zone; ValueError saying what to use otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(known_time_zone)]
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -38,7 +50,7 @@ class Settings(BaseModel):
     kpi_web_port: int = Field(6066, ge=0, le=65535)
     kpi_web_host: str = "127.0.0.1"
     kpi_clock: Literal["wall", "event"] = "wall"
-    kpi_timezone: str = "UTC"
+    kpi_timezone: TimeZone = "UTC"
     kpi_sla_seconds: float = Field(300, gt=0)
     kpi_roster: Path = PACKAGE_DIR / "roster.example.yaml"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
@@ -112,14 +124,6 @@ class Settings(BaseModel):
             raise ValueError("is empty or blank; set a real secret or leave the variable unset")
         return value
 
-    @field_validator("kpi_timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
-        return value
 
     @field_validator("kpi_entity_retention_days")
     @classmethod

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.local.processes import log_tail
 from stream.local.promstack import free_port  # noqa: F401  (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -195,10 +196,7 @@ class WorkerProcess:
         return total
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def terminate(self, timeout: float = 30.0) -> None:
         if self.proc.poll() is None:

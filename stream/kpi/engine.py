@@ -431,33 +431,19 @@ class KpiEngine:
                 targets[p] = cutoff
         return targets
 
-    def collect_retirable(self, key: str, raw: bytes, targets: dict[int, int], found: dict[int, list[str]]) -> None:
-        if key.startswith(ARCHIVE_PREFIX):
-            return
-        entity = _decode(raw)
-        cutoff = targets.get(entity.partition)
-        if cutoff is not None and retirable(key, entity, cutoff):
-            found[entity.partition].append(key)
-
-    def set_pending(self, group: str, targets: dict[int, int], found: dict[int, list[str]]) -> None:
-        for p, cutoff in targets.items():
-            state = self.partitions.get((group, p))
-            if state is None:
-                continue  # revoked while scanning
-            state.scanned_cutoff = cutoff
-            if found[p]:
-                state.pending_retirement = (cutoff, found[p])
+    def retirement_scan(self, group: str, wall_ms: int) -> RetirementScan | None:
+        """A pass over ``group``'s table that finds the entities to retire; None when no cutoff moved."""
+        targets = self.retirement_targets(group, wall_ms)
+        return RetirementScan(self, group, targets) if targets else None
 
     def plan_retirement(self, group: str, items: Iterable[tuple[str, bytes]], wall_ms: int) -> int:
-        """Find the entities to retire in one pass over the table; returns how many were found."""
-        targets = self.retirement_targets(group, wall_ms)
-        if not targets:
+        """One whole scan at once; returns how many entities were found."""
+        scan = self.retirement_scan(group, wall_ms)
+        if scan is None:
             return 0
-        found: dict[int, list[str]] = {p: [] for p in targets}
         for key, raw in items:
-            self.collect_retirable(key, raw, targets, found)
-        self.set_pending(group, targets, found)
-        return sum(len(keys) for keys in found.values())
+            scan.offer(key, raw)
+        return scan.finish()
 
     def retire(self, table: EntityTable, group: str, partition: int) -> int:
         """Remove the planned entities of one partition from the table; returns how many were removed.
@@ -525,3 +511,30 @@ class KpiEngine:
     def partials(self, window: str, now_ms: int) -> dict[tuple[str, int], list[dict[Any, Row]]]:
         """Window-reduced aggregates per owned partition, ready to merge with other workers' partials."""
         return {pid: state.aggregates.reduce(window, now_ms) for pid, state in self.partitions.items()}
+
+
+class RetirementScan:
+    """Offered every ``(key, value)`` of a table, it notes the retirable entities of the target partitions;
+    ``finish()`` hands them to the engine, which retires them on the partition's next event."""
+
+    def __init__(self, engine: KpiEngine, group: str, targets: dict[int, int]) -> None:
+        self.engine, self.group, self.targets = engine, group, targets
+        self.found: dict[int, list[str]] = {p: [] for p in targets}
+
+    def offer(self, key: str, raw: bytes) -> None:
+        if key.startswith(ARCHIVE_PREFIX):
+            return
+        entity = _decode(raw)
+        cutoff = self.targets.get(entity.partition)
+        if cutoff is not None and retirable(key, entity, cutoff):
+            self.found[entity.partition].append(key)
+
+    def finish(self) -> int:
+        for p, cutoff in self.targets.items():
+            state = self.engine.partitions.get((self.group, p))
+            if state is None:
+                continue  # revoked while scanning
+            state.scanned_cutoff = cutoff
+            if self.found[p]:
+                state.pending_retirement = (cutoff, self.found[p])
+        return sum(len(keys) for keys in self.found.values())

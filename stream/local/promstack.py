@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from stream.durations import parse_duration
+from stream.local.processes import log_tail, pid_from_file, stop_pid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -234,10 +235,7 @@ class Service:
         return data["result"]
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         if self.proc.poll() is None:
@@ -321,15 +319,6 @@ def state_dir() -> Path:
     return Path(os.environ.get("KPI_STACK_DIR") or REPO_ROOT / ".stack") / "prom"
 
 
-def _pid_alive(pidfile: Path, needle: str) -> int | None:
-    try:
-        pid = int(pidfile.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except (OSError, ValueError):
-        return None
-    return pid if needle in cmdline else None
-
-
 def _up(args: argparse.Namespace) -> int:
     ensure_installed()
     state = state_dir()
@@ -343,7 +332,7 @@ def _up(args: argparse.Namespace) -> int:
                                   alertmanagers=[f"127.0.0.1:{args.alertmanager_port}"], retention="15d", wait=False)),
     ):
         pidfile = state / f"{name}.pid"
-        pid = _pid_alive(pidfile, str(workdir))
+        pid = pid_from_file(pidfile, (str(workdir),))
         if pid:
             print(f"{name}: already running (pid {pid}) on http://127.0.0.1:{port}")
             continue
@@ -358,16 +347,9 @@ def _down(args: argparse.Namespace) -> int:
     state = state_dir()
     for name in ("prometheus", "alertmanager"):
         pidfile = state / f"{name}.pid"
-        pid = _pid_alive(pidfile, str(state / name))
+        pid = pid_from_file(pidfile, (str(state / name),))
         if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(int(STOP_TIMEOUT_S * 5)):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.2)
-            else:
-                os.kill(pid, signal.SIGKILL)
-            print(f"{name}: stopped")
+            print(f"{name}: stopped ({stop_pid(pid, STOP_TIMEOUT_S)})")
         pidfile.unlink(missing_ok=True)
     return 0
 
@@ -376,7 +358,7 @@ def _status(args: argparse.Namespace) -> int:
     state = state_dir()
     running = 0
     for name in ("prometheus", "alertmanager"):
-        pid = _pid_alive(state / f"{name}.pid", str(state / name))
+        pid = pid_from_file(state / f"{name}.pid", (str(state / name),))
         print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")
         running += bool(pid)
     return 0 if running == 2 else 1

@@ -31,7 +31,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -45,6 +44,8 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.exceptions import AuthenticationError, RedisError
+
+from stream.local.processes import StopError, alive, cmdline, pid_from_file, stop_pid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
@@ -176,12 +177,15 @@ def down(purge: bool = False, echo: Echo = _print) -> dict[str, str]:
     with _locked(paths):
         for name, pidfile, needles in (("kafka", paths.kafka_pid, paths.kafka_needles()),
                                        ("redis", paths.redis_pid, ("redis-server",))):
-            pid = _our_pid(pidfile, needles)
+            pid = pid_from_file(pidfile, needles)
             if pid is None:
                 result[name] = "not running (not started by kpi-monitor stack)"
             else:
                 t0 = time.monotonic()
-                how = _stop_pid(pid)
+                try:
+                    how = stop_pid(pid, STOP_TIMEOUT_S)
+                except StopError as exc:
+                    raise StackError(f"{name}: {exc}") from None
                 result[name] = f"stopped (pid {pid}, {how}) in {time.monotonic() - t0:.1f}s"
             pidfile.unlink(missing_ok=True)  # also clears a stale file left by a crash
             echo(f"{name}: {result[name]}")
@@ -262,7 +266,7 @@ def forget_run(settings: Any = None, echo: Echo = _print) -> list[str]:
 
 async def _kafka_up(cfg: _Cfg, paths: _Paths, echo: Echo) -> None:
     host, port, addr = cfg.kafka_host, cfg.kafka_port, f"{cfg.kafka_host}:{cfg.kafka_port}"
-    pid = _our_pid(paths.kafka_pid, paths.kafka_needles())
+    pid = pid_from_file(paths.kafka_pid, paths.kafka_needles())
     if pid:
         running = re.search(r"^advertised\.listeners=\S+:(\d+)$", _read(paths.server_props), re.M)
         if running and int(running.group(1)) != port:  # settings changed since `up`: don't guess
@@ -373,7 +377,7 @@ async def _wait_kafka_ready(cfg: _Cfg, paths: _Paths, pid: int) -> None:
     """Ready = the broker answers a metadata request listing itself; not 'the port is open'."""
     deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
     while True:
-        if not _alive(pid):
+        if not alive(pid):
             raise StackError(f"kafka (pid {pid}) exited during startup. Last log lines:\n{_kafka_tail(paths)}")
         if _speaks_kafka(cfg.kafka_host, cfg.kafka_port, 1.0) and await _broker_count(cfg.bootstrap):
             return
@@ -448,8 +452,8 @@ async def _topic_partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dic
 
 async def _redis_up(cfg: _Cfg, paths: _Paths, echo: Echo) -> None:
     addr = f"{cfg.redis_host}:{cfg.redis_port}"
-    pid = _our_pid(paths.redis_pid, ("redis-server",))
-    if pid and f":{cfg.redis_port}" not in _cmdline(pid):  # redis shows "host:port" in its process title
+    pid = pid_from_file(paths.redis_pid, ("redis-server",))
+    if pid and f":{cfg.redis_port}" not in cmdline(pid):  # redis shows "host:port" in its process title
         raise StackError(f"the Redis started by `stack up` (pid {pid}) is not on port {cfg.redis_port}; "
                          "run `kpi-monitor stack down` first")
     if pid:
@@ -479,7 +483,7 @@ async def _redis_up(cfg: _Cfg, paths: _Paths, echo: Echo) -> None:
 async def _wait_redis(cfg: _Cfg, paths: _Paths, pid: int) -> None:
     deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
     while not await _redis_answers(cfg.redis_url):
-        if not _alive(pid) or time.monotonic() > deadline:
+        if not alive(pid) or time.monotonic() > deadline:
             tail = _tail_text(_read(paths.redis_dir / "redis.out"))
             raise StackError(f"redis (pid {pid}) did not answer PING on {cfg.redis_host}:{cfg.redis_port}:\n{tail}")
         await asyncio.sleep(0.1)
@@ -524,14 +528,14 @@ async def _status(cfg: _Cfg, paths: _Paths) -> StackStatus:
     def state(pid: int | None, answers: bool) -> str:
         return ("running" if answers else "unresponsive") if pid else ("external" if answers else "stopped")
 
-    kpid = _our_pid(paths.kafka_pid, paths.kafka_needles())
+    kpid = pid_from_file(paths.kafka_pid, paths.kafka_needles())
     k_answers = _speaks_kafka(cfg.kafka_host, cfg.kafka_port, 1.0)
     topics: dict[str, int | None] = dict.fromkeys(cfg.topics)
     if k_answers:
         with contextlib.suppress(Exception):  # a broker mid-shutdown: report topics as unknown/missing
             async with _admin(cfg.bootstrap, 5000) as admin:
                 topics = await _topic_partitions(admin, cfg.topics)
-    rpid = _our_pid(paths.redis_pid, ("redis-server",))
+    rpid = pid_from_file(paths.redis_pid, ("redis-server",))
     return StackStatus(
         kafka=ServiceStatus("kafka", state(kpid, k_answers), f"{cfg.kafka_host}:{cfg.kafka_port}", kpid),
         redis=ServiceStatus("redis", state(rpid, await _redis_answers(cfg.redis_url)),
@@ -547,44 +551,6 @@ def _locked(paths: _Paths):
     with open(paths.root / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
-
-
-def _our_pid(pidfile: Path, needles: tuple[str, ...]) -> int | None:
-    """The pid in pidfile if that process lives and its command line matches (pids get reused)."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) and all(n in _cmdline(pid) for n in needles) else None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child, so it is not a zombie
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _stop_pid(pid: int) -> str:
-    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return sig.name
-            time.sleep(0.1)
-    raise StackError(f"pid {pid} survived SIGKILL")
 
 
 def _port_taken(port: int, host: str = "127.0.0.1") -> bool:

@@ -24,7 +24,7 @@ from stream.deadletter import deadletter_record
 from stream.events import EventValidator, InvalidEvent, epoch_ms
 from stream.kafka_security import aiokafka_security, faust_credentials
 from stream.kpi.engine import TOPICS_OF_GROUP, KpiEngine, engine_config
-from stream.roster import RosterFile
+from stream.roster import watch_roster
 from stream.worker.context import WorkerContext
 from stream.worker.durability import (
     AckWhenDurable,
@@ -124,7 +124,7 @@ def create_app(settings: Settings) -> WorkerContext:
             max_bytes=settings.kpi_max_event_bytes,
             future_tolerance_s=settings.kpi_future_tolerance_seconds,
         ),
-        roster=RosterFile(settings.kpi_roster),
+        roster=watch_roster(settings.kpi_roster),
         stats=PipelineStats(),
         registry=CollectorRegistry(),
         suffix_of_topic={settings.topic(s): s for s in TOPIC_SUFFIXES},
@@ -321,21 +321,18 @@ def _wire_timers(ctx: WorkerContext) -> None:
 
 async def scan_for_retirement(ctx: WorkerContext, group: str, table: Any) -> int:
     """Find entities quiet for longer than the retention; the agent retires them on its next event."""
-    engine = ctx.engine
-    targets = engine.retirement_targets(group, int(time.time() * 1000))
-    if not targets:
+    scan = ctx.engine.retirement_scan(group, int(time.time() * 1000))
+    if scan is None:
         return 0
     started = time.monotonic()
-    found: dict[int, list[str]] = {p: [] for p in targets}
     items = _table_items(table)
     if not ctx.settings.kpi_store.startswith("rocksdb"):
         items = list(items)  # a dict store cannot be iterated while the agent writes to it
     for i, (key, raw) in enumerate(items, 1):
-        engine.collect_retirable(key, raw, targets, found)
+        scan.offer(key, raw)
         if i % 2000 == 0:
             await asyncio.sleep(0)  # let the agents run: the table may hold millions of entities
-    engine.set_pending(group, targets, found)
-    count = sum(len(keys) for keys in found.values())
+    count = scan.finish()
     log.info("%s: %d entities to retire (quiet since before the cutoff) found in %.2fs", group, count, time.monotonic() - started)
     return count
 

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from stream.config import Settings
 from stream.events import EventValidator
 from stream.kpi.engine import KpiEngine
-from stream.roster import RosterFile
+from stream.roster import Roster
+from stream.watched import WatchedFile
 from stream.worker.stats import PipelineStats
 
 
@@ -27,7 +28,7 @@ class WorkerContext:
     app: faust.App
     engine: KpiEngine
     validator: EventValidator
-    roster: RosterFile
+    roster: WatchedFile[Roster]
     stats: PipelineStats
     registry: CollectorRegistry
     tables: dict[str, Any] = field(default_factory=dict)  # group -> faust Table

@@ -50,7 +50,6 @@ class PipelineStats:
         self.duplicates: Counter[str] = Counter()  # topic suffix -> redelivered events skipped
         self.deadlettered: Counter[str] = Counter()  # reason -> messages
         self.last_event_wall: float | None = None  # wall time of the last processed message (any outcome)
-        self.last_event_ts_ms: int | None = None  # occurred_at of the last applied event
         self.max_event_ts_ms: int | None = None  # largest occurred_at applied (event-time progress)
         self.latency = Histogram(LATENCY_BUCKETS_S)  # seconds from occurred_at to applied
         # (full topic, partition) -> the next offset this worker has to process: what lag is measured from.
@@ -64,7 +63,6 @@ class PipelineStats:
         now = self.clock()
         self.consumed[(topic, event_type)] += 1
         self.last_event_wall = now
-        self.last_event_ts_ms = ts_ms
         if self.max_event_ts_ms is None or ts_ms > self.max_event_ts_ms:
             self.max_event_ts_ms = ts_ms
         # Up to 5 minutes of producer clock skew are accepted (dead-letter reason `future`): count those as 0.

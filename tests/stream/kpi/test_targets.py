@@ -7,15 +7,8 @@ from datetime import datetime, timezone
 from stream.kpi.targets import business_days, revenue_targets
 from stream.roster import parse_roster
 
-ROSTER = parse_roster(
-    """
-teams: [{name: red}, {name: blue}]
-reps:
-  - {rep_id: ana, team: red, monthly_quota: 21000}
-  - {rep_id: ben, team: red, monthly_quota: 42000}
-  - {rep_id: cal, team: blue}
-"""
-)
+ROSTER = parse_roster("teams: [{name: red}]\n"
+                      "reps: [{rep_id: ana, team: red, monthly_quota: 21000}, {rep_id: ben, team: red, monthly_quota: 42000}]")
 
 
 def test_business_days_and_time_zone():
