@@ -39,7 +39,7 @@ stop:
 
 # Needs `make demo` running (and its backfill caught up); installs Debian's chromium when missing.
 wall-screenshot: install
-	$(PY) -m stream.worker.wall.browser screenshot --url http://127.0.0.1:$${KPI_WEB_PORT:-6066}/wall --out docs/wall.png
+	$(PY) -m stream.local.browser screenshot --url http://127.0.0.1:$${KPI_WEB_PORT:-6066}/wall --out docs/wall.png
 
 status: install
 	@$(KPI) stack status || true

@@ -1,4 +1,5 @@
-"""STYLE.md rule 1: the KPI math in stream/kpi/ imports no Faust, Kafka, Prometheus, Redis or HTTP library.
+"""The KPI math in stream/kpi/ imports no Faust, Kafka, Prometheus, Redis or HTTP library, and what a
+production process runs imports none of the local demo and test tooling (stream/local).
 
 Checked statically with `ast` (imports at any depth, including inside functions and `if TYPE_CHECKING`),
 and transitively through the project modules stream/kpi imports.
@@ -80,6 +81,20 @@ def test_kpi_module_imports_no_io_library(path):
         for file, names in closure(path).items()
         for name in names
         if name.split(".")[0] in FORBIDDEN
+    }
+    assert not offenders, sorted(offenders)
+
+
+SHIPPED_FILES = sorted(p for d in ("worker", "ingest", "kpi") for p in (REPO_ROOT / "stream" / d).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_FILES, ids=[str(p.relative_to(REPO_ROOT)) for p in SHIPPED_FILES])
+def test_shipped_modules_import_no_local_tooling(path):
+    offenders = {
+        f"{file.relative_to(REPO_ROOT)} imports {name}"
+        for file, names in closure(path).items()
+        for name in names
+        if name.startswith("stream.local")
     }
     assert not offenders, sorted(offenders)
 

@@ -121,6 +121,9 @@ _G = DIMENSIONS["stages"].layout.index
 _CREATED = ((_S["leads_created"], 1),)
 _QUALIFIED = ((_S["leads_qualified"], 1),)
 _CALL = ((_S["calls"], 1),)
+_CALLS, _CONNECTED, _TALK = _S["calls"], _S["calls_connected"], _S["talk_ms"]
+_RESPONDED, _RESPONSE_MS, _WITHIN_SLA = _S["leads_responded"], _S["response_ms"], _S["responses_within_sla"]
+_MEETINGS, _MEETING_TOUCHES = _S["meetings"], _S["meeting_touches"]
 _LOST = ((_S["deals_lost"], 1),)
 _STAGE_ENTRY = ((_G["stage_entries"], 1),)
 _RESPONSE_HIST = _S_HIST["response_hist"]
@@ -159,7 +162,7 @@ def lead_contributions(facts: list[Fact], sla_ms: int) -> list[Contribution]:
     for f in facts:  # already in (ts, rank, eid) order
         kind = f.kind
         if kind == "call.logged":
-            adds = ((_S["calls"], 1), (_S["calls_connected"], 1), (_S["talk_ms"], f.talk_ms)) if f.connected else _CALL
+            adds = ((_CALLS, 1), (_CONNECTED, 1), (_TALK, f.talk_ms)) if f.connected else _CALL
             out.append(Contribution("call", f.ts, f.rep or UNASSIGNED, f.team, SCOPE, None, WINDOWED, adds))
         if kind == "lead.created":
             if created is None:
@@ -186,9 +189,10 @@ def lead_contributions(facts: list[Fact], sla_ms: int) -> list[Contribution]:
                             _CREATED))
     if first_touch is not None:
         response_ms = max(0, first_touch.ts - created.ts)
-        adds = ((_S["leads_responded"], 1), (_S["response_ms"], response_ms))
         if response_ms <= sla_ms:
-            adds += ((_S["responses_within_sla"], 1),)
+            adds = ((_RESPONDED, 1), (_RESPONSE_MS, response_ms), (_WITHIN_SLA, 1))
+        else:
+            adds = ((_RESPONDED, 1), (_RESPONSE_MS, response_ms))
         out.append(Contribution("response", first_touch.ts, first_touch.rep or UNASSIGNED, first_touch.team, SCOPE,
                                 None, WINDOWED, adds, ((_RESPONSE_HIST, response_ms),)))
     elif not disqualified:
@@ -202,7 +206,7 @@ def lead_contributions(facts: list[Fact], sla_ms: int) -> list[Contribution]:
     if first_meeting is not None:
         touches = sum(1 for f in facts if f.kind in TOUCH_KINDS and f.ts <= first_meeting.ts)
         out.append(Contribution("meeting", first_meeting.ts, first_meeting.rep or UNASSIGNED, first_meeting.team, SCOPE,
-                                None, WINDOWED, ((_S["meetings"], 1), (_S["meeting_touches"], touches))))
+                                None, WINDOWED, ((_MEETINGS, 1), (_MEETING_TOUCHES, touches))))
     return out
 
 

@@ -66,8 +66,14 @@ class Row:
     def add(self, adds: Iterable[tuple[int, object]], hists: Iterable[tuple[int, int]], sign: int) -> None:
         """Add (sign 1) or retract (sign -1) one contribution's moves."""
         v = self.v
-        for i, amount in adds:
-            v[i] += sign * amount
+        if sign > 0:
+            for i, amount in adds:
+                v[i] += amount
+        else:
+            for i, amount in adds:
+                v[i] -= amount
+        if not hists:
+            return
         for i, value in hists:
             if self.hists is None:
                 self.hists = {}

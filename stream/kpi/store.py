@@ -18,7 +18,7 @@ from sortedcontainers import SortedList
 from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS, SCOPE
 from stream.kpi.facts import AWAITING, CURRENT, Contribution
 from stream.kpi.parts import Layout, Row
-from stream.kpi.windows import DAYS_KEPT, MINUTE_WINDOWS, MINUTES_KEPT, DayCalendar, minute_of
+from stream.kpi.windows import DAYS_KEPT, MINUTE_MS, MINUTE_WINDOWS, MINUTES_KEPT, DayCalendar, minute_of
 
 OVER_CAP = "_over_cap"  # the label of contributions whose id did not fit under its dimension's cap
 Label = object  # (rep, team or None) in the scope dimension, a string (a stage) in the others
@@ -109,9 +109,18 @@ class PartitionAggregates:
         return c.label
 
     def apply(self, contributions: Iterable[Contribution], sign: int) -> None:
+        # The hot path (every event): lookups are hoisted and the label caps inlined.
+        dims, day_of = self.dims, self.calendar.day_of
+        reps, teams = self.reps, self.teams
+        minute_floor, day_floor = self.minute_floor, self.day_floor
         for c in contributions:
-            dim = self.dims[c.dim]
-            label = self.label_of(c)
+            dim = dims[c.dim]
+            if c.dim == SCOPE:
+                rep, team = c.rep, c.team
+                label = (rep if rep in reps.admitted else reps(rep),
+                         None if team is None else team if team in teams.admitted else teams(team))
+            else:
+                label = c.label
             bucket = c.bucket
             if bucket == AWAITING:
                 ts = c.ts
@@ -130,11 +139,12 @@ class PartitionAggregates:
                 dim.slot(dim.current, label).add(adds, hists, sign)
                 continue
             dim.slot(dim.total, label).add(adds, hists, sign)
-            minute = minute_of(c.ts)
-            if minute >= self.minute_floor:
+            ts = c.ts
+            minute = ts // MINUTE_MS
+            if minute >= minute_floor:
                 dim.bucket(dim.minutes, label, minute).add(adds, hists, sign)
-            day = self.calendar.day_of(c.ts)
-            if day >= self.day_floor:
+            day = day_of(ts)
+            if day >= day_floor:
                 dim.bucket(dim.days, label, day).add(adds, hists, sign)
 
     def expire(self, now_ms: int) -> None:

@@ -18,7 +18,7 @@ from stream.config import PACKAGE_DIR
 from stream.roster import load_roster
 from stream.local.simulator import SalesFloor, backfill_start
 from stream.worker.wall import tiles
-from stream.worker.wall.browser import HEIGHT, WIDTH, chromium, ensure_chromium, wait_until
+from stream.local.browser import HEIGHT, WIDTH, chromium, ensure_chromium, wait_until
 from tests.conftest import http_json, wait_for
 from tests.stream.worker.wall import formats
 

@@ -3,7 +3,7 @@
 Used by the browser test (tests/stream/worker/wall) and by ``make wall-screenshot``, which takes ``docs/wall.png`` from a
 running demo:
 
-    python -m stream.worker.wall.browser screenshot [--url http://127.0.0.1:6066/wall] [--out docs/wall.png]
+    python -m stream.local.browser screenshot [--url http://127.0.0.1:6066/wall] [--out docs/wall.png]
 
 Selenium (the ``dev`` extra) drives Chromium through chromium-driver. The flags keep Chromium off the
 network it would otherwise call home to (a closed network refuses those connections).
