@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream.local import stack
+from stream.local.processes import alive
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def test_status_reports_running_services_and_topics(settings):
     assert st.kafka.state in ("running", "external")
     assert st.redis.state in ("running", "external")
     if st.kafka.state == "running":
-        assert stack._alive(st.kafka.pid)
+        assert alive(st.kafka.pid)
     assert set(st.topics) == {PREFIX + n for n in ("leads", "calls", "deals", "deadletter")}
     assert all(st.topics.values()), st.topics
     assert st.healthy
@@ -131,7 +132,7 @@ def test_down_stops_only_its_own_stack(settings, tmp_path, monkeypatch):
     result = stack.down(echo=lambda _: None)
     assert result["kafka"].startswith(f"stopped (pid {st.kafka.pid}")
     assert result["redis"].startswith(f"stopped (pid {st.redis.pid}")
-    assert not stack._alive(st.kafka.pid) and not stack._alive(st.redis.pid)
+    assert not alive(st.kafka.pid) and not alive(st.redis.pid)
     assert not (tmp_path / "kafka.pid").exists() and not (tmp_path / "redis.pid").exists()
     gone = stack.status(other, echo=lambda _: None)
     assert (gone.kafka.state, gone.redis.state) == ("stopped", "stopped")
