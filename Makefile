@@ -4,6 +4,7 @@
 #   make stop   stop the demo (worker, simulator) and the local stack
 #   make wall-screenshot   docs/wall.png: a headless Chromium picture of the running demo's wall
 #   make bench  the benchmarks of bench/ with their defaults (about 45 min; bench/RESULTS.md)
+#   make docs   rewrite the KPI tables of README.md and docs/kpis.md from the catalogue
 #   make soak   10 minutes of steady load with a kill -9 every 2 minutes, then the oracle's verdict
 
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 
 BENCH_ARGS ?=
 
-.PHONY: demo test stop install status clean soak wall-screenshot bench bench-throughput bench-latency bench-alerts bench-memory
+.PHONY: demo test stop install status clean docs soak wall-screenshot bench bench-throughput bench-latency bench-alerts bench-memory
 
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
@@ -38,7 +39,7 @@ stop:
 
 # Needs `make demo` running (and its backfill caught up); installs Debian's chromium when missing.
 wall-screenshot: install
-	$(PY) -m stream.wall.browser screenshot --url http://127.0.0.1:$${KPI_WEB_PORT:-6066}/wall --out docs/wall.png
+	$(PY) -m stream.local.browser screenshot --url http://127.0.0.1:$${KPI_WEB_PORT:-6066}/wall --out docs/wall.png
 
 status: install
 	@$(KPI) stack status || true
@@ -47,6 +48,9 @@ status: install
 test: install
 	$(KPI) stack up
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+docs: install
+	$(PY) -m stream.kpi.reference
 
 soak: install
 	$(KPI) stack up

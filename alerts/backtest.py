@@ -28,9 +28,9 @@ from alerts.runtime import AlertRuntime, engine_partition_clock, engine_topic_cl
 from alerts.sinks.base import new_stats
 from alerts.state import MemoryAlertStore
 from stream.events import EventValidator, InvalidEvent, epoch_ms
-from stream.kpi.engine import GROUP_OF_TOPIC, EngineConfig, KpiEngine
+from stream.kpi.engine import GROUP_OF_TOPIC, KpiEngine, engine_config
 from stream.kpi.snapshot import build_snapshot, merge_partials
-from stream.replay import BadLine, route
+from stream.local.replay import BadLine, route
 
 
 class RecordingDispatcher:
@@ -77,11 +77,7 @@ def _lines(path: str) -> Iterator[bytes]:
 
 
 async def run_backtest(rules: RuleSet, lines: Iterable[bytes], settings: Any, roster: Any) -> BacktestResult:
-    engine = KpiEngine(EngineConfig(
-        sla_seconds=settings.kpi_sla_seconds, timezone=settings.kpi_timezone,
-        lead_max_age_seconds=settings.kpi_lead_max_age_seconds, too_late_seconds=settings.kpi_too_late_seconds,
-        event_clock=True,
-    ))
+    engine = KpiEngine(engine_config(settings, event_clock=True))  # the worker's engine, on the log's clock
     validator = EventValidator(currency=settings.kpi_currency, stages=settings.kpi_stages,
                                max_bytes=settings.kpi_max_event_bytes)
     tables: dict[str, dict[str, bytes]] = {"leads": {}, "deals": {}}

@@ -3,7 +3,7 @@
 A calendar is a time zone, weekly opening intervals (local wall-clock times) and holidays (local dates).
 ``due(start, seconds)`` walks the open intervals from ``start`` and spends ``seconds`` of open time in
 them: with 09:00-18:00, a lead created Friday 17:58 with a 5-minute SLA is due Monday 09:03. Only alert
-deadlines use this; the KPIs keep plain elapsed time (SPEC.md section 2). Pure: no I/O, UTC-ms in/out.
+deadlines use this; the KPIs keep plain elapsed time (docs/kpis.md). Pure: no I/O, UTC-ms in/out.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Alert settings: SPEC.md section 5 names from ``stream.config.Settings``, plus a few extensions.
+"""Alert settings: the contract's names from ``stream.config.Settings``, plus a few extensions.
 
 Secrets (webhook URLs, tokens, the HMAC secret) come from the environment (``Settings``) or, when unset
 there, from a file named by ``<NAME>_FILE`` (Docker/Kubernetes secrets). They are kept out of ``repr`` and

@@ -55,7 +55,7 @@ def kpi_scopes(rule: KpiRule, doc: Mapping[str, Any], roster: Any) -> list[tuple
 def breach(rule: KpiRule, values: Mapping[str, Any]) -> tuple[bool, float | None]:
     value = values.get(rule.kpi)
     if value is None or isinstance(value, bool):
-        return False, None  # null: nothing to judge (SPEC: a ratio over nothing is null)
+        return False, None  # null: nothing to judge (a ratio over nothing is null)
     if rule.min_sample is not None:
         sample = values.get(rule.min_sample.kpi)
         if sample is None or sample < rule.min_sample.at_least:
@@ -111,7 +111,7 @@ def _observe(inst, breached, value, now, calendar: Calendar, for_s, repeat_s, mu
 
 
 # --- no activity ----------------------------------------------------------------------------------------
-ACTIVITY_KINDS = {"calls": ("call",), "touches": ("response", "touch"), "any": ("call", "response", "touch")}
+ACTIVITY_KINDS = {"calls": ("call",), "touches": ("response",), "any": ("call", "response")}
 
 
 class ActivityTracker:
@@ -128,7 +128,7 @@ class ActivityTracker:
 
     def on_change(self, added: Iterable[Any], team_of: Callable[[str], str | None]) -> None:
         for c in added:
-            if c.kind not in ("call", "response", "touch") or c.rep == UNASSIGNED:
+            if c.kind not in ACTIVITY_KINDS["any"] or c.rep == UNASSIGNED:
                 continue
             team = c.team or team_of(c.rep)
             for name in (f"rep:{c.rep}", f"team:{team}" if team else None):
@@ -264,17 +264,17 @@ class LeadSlaTracker:
         added = list(added)
         gone = next((c for c in removed if c.kind == "awaiting"), None)
         came = next((c for c in added if c.kind == "awaiting"), None)
-        touch = next((c for c in added if c.kind in ("response", "touch")), None)
+        touch = next((c for c in added if c.kind == "response"), None)
         lead = self.leads.get(key)
         if came is not None:
             team = came.team or self.roster().team_of(came.rep)
             if lead is None:
                 lead = self.leads[key] = WaitingLead(key, partition, came.ts, _shared(came.rep), _shared(team),
-                                                     _shared(came.value))
+                                                     _shared(came.info))
                 self._schedule(lead, now)
             else:  # reassigned (or an earlier lead.created): same alert, new owner
                 changed = (lead.created, lead.team) != (came.ts, team)
-                lead.rep, lead.team, lead.source, lead.partition = _shared(came.rep), _shared(team), _shared(came.value), partition
+                lead.rep, lead.team, lead.source, lead.partition = _shared(came.rep), _shared(team), _shared(came.info), partition
                 if changed:
                     lead.created = came.ts
                     self._schedule(lead, now)
@@ -392,9 +392,6 @@ class LeadSlaTracker:
                 if step + 1 < len(dues):
                     self._push(lead, rule_name, step + 1, dues[step + 1])
         return events
-
-    def next_due(self) -> int | None:
-        return min((h[0][0] for h in self.heaps.values() if h), default=None)
 
 
 def _applies(rule: LeadSlaRule, lead: WaitingLead) -> bool:

@@ -1,6 +1,6 @@
 """What a notification says and whom it is for: built from an instance, a transition, a rule and the roster.
 
-Sinks only format a ``Notification``; they never look at rules or the roster. Routing (SPEC.md section 4
+Sinks only format a ``Notification``; they never look at rules or the roster. Routing (the roster
 roster fields): a lead or rep alert goes to the team's Slack channel and mentions the owner's Slack user
 id; escalation steps mention the team lead, then the on-call contact.
 """
@@ -16,8 +16,8 @@ import msgspec
 
 from alerts.model import AlertInstance, Transition
 from alerts.rules import RuleSet
+from stream.kpi.catalogue import BY_KEY
 
-KPI_UNITS = {"seconds": "s", "ratio": "", "rate": ""}
 
 
 class Notification(msgspec.Struct, kw_only=True):
@@ -92,10 +92,13 @@ def iso(ms: int | None) -> str:
 def format_value(kpi: str | None, value: float | None) -> str:
     if value is None:
         return "null"
-    if kpi and (kpi.endswith("_ratio") or kpi.endswith("_rate") or kpi == "quota_attainment"):
+    unit = BY_KEY[kpi].unit if kpi in BY_KEY else None  # the catalogue's unit of the KPI
+    if unit == "ratio":
         return f"{value:.0%}" if abs(value) <= 10 else f"{value:g}"
-    if kpi and kpi.endswith("_seconds") or (kpi or "").startswith("lead_response_seconds"):
+    if unit == "seconds":
         return human_duration(value)
+    if unit == "days":
+        return f"{value:,.1f} days"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 

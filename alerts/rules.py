@@ -1,6 +1,6 @@
 """The alert rules file: models, YAML loading, and errors that name the line and field.
 
-Three kinds of rules (``type``): ``kpi`` (a KPI of SPEC.md section 3 crosses a threshold for a while),
+Three kinds of rules (``type``): ``kpi`` (a KPI of the catalogue, docs/kpis.md, crosses a threshold for a while),
 ``lead_sla`` (a lead waits too long for its first touch, with escalation steps) and ``no_activity`` (a
 rep or team makes no calls / touches for a while during business hours); plus named business-hours
 calendars. ``${VAR}`` (or ``${VAR:-default}``) in a value is replaced from the settings/environment;
@@ -17,53 +17,24 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.calendar import ALWAYS, BusinessCalendar, Calendar, parse_weekly
+from stream.config import TimeZone
+from stream.durations import parse_duration
+from stream.kpi.catalogue import BY_KEY, KPIS, MONTH, SCOPE_SECTIONS
+from stream.kpi.windows import WINDOWS
 
-KPI_KEYS = (
-    "leads_created", "leads_responded", "lead_response_seconds_mean", "lead_response_seconds_p50",
-    "lead_response_seconds_p90", "lead_response_within_sla_ratio", "leads_awaiting_response",
-    "oldest_wait_seconds", "leads_qualified", "lead_to_opportunity_ratio", "touches_to_meeting_mean", "calls",
-    "calls_connected", "connect_rate", "talk_seconds_total", "deals_won", "deals_lost", "win_rate",
-    "won_revenue", "avg_deal_size", "sales_cycle_days_mean", "open_deals", "open_pipeline_value",
-    "pipeline_velocity_per_day", "quota_attainment", "stage_entries", "stage_conversion",
-)
-STAGE_KPIS = ("open_deals", "open_pipeline_value", "stage_entries", "stage_conversion")  # under /kpis "stages"
-WINDOWS = ("1h", "24h", "today", "month", "all")
+KPI_KEYS = tuple(k.key for k in KPIS)
+STAGE_KPIS = tuple(k.key for k in KPIS if "stages" in k.sections)  # under /kpis "stages"
 SINK_NAMES = ("slack", "alertmanager", "webhook")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class RulesError(ValueError):
     """The rules file is unusable; the message names the file, line and field of every problem."""
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text like 30s, 5m, 1h30m")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        else:
-            parts = _DURATION.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m, 2d)")
-            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        raise ValueError("a duration is a number of seconds or text like 30s, 5m, 1h30m")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -124,18 +95,10 @@ Channels = Annotated[tuple[str, ...] | None, BeforeValidator(_channels)]
 
 
 class CalendarSpec(_Model):
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     hours: dict[str, Any]
     holidays: list[date] = []
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
-        return value
 
     @field_validator("hours")
     @classmethod
@@ -193,7 +156,7 @@ class KpiRule(_Rule):
     type: Literal["kpi"]
     kpi: str
     scope: ScopeField = Scope("overall")
-    window: Literal["1h", "24h", "today", "month", "all"] = "1h"
+    window: str = "1h"
     op: Literal["<", "<=", ">", ">=", "==", "!="]
     threshold: float
     for_: Annotated[Duration, Field(alias="for")] = 0.0
@@ -205,11 +168,21 @@ class KpiRule(_Rule):
     def _kpi(cls, value: str) -> str:
         return _known_kpi(value)
 
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if value not in WINDOWS:
+            raise ValueError(f"unknown window {value!r}; one of {', '.join(WINDOWS)}")
+        return value
+
     @model_validator(mode="after")
     def _stage_scope(self) -> KpiRule:
+        if BY_KEY[self.kpi].timing == MONTH and self.window != "month":
+            raise ValueError(f"{self.kpi} is month to date: use window: month")
         if self.scope.kind == "stage" and self.kpi not in STAGE_KPIS:
             raise ValueError(f"per-stage rules take one of {', '.join(STAGE_KPIS)}")
-        if self.scope.kind != "stage" and self.kpi in ("stage_entries", "stage_conversion"):
+        if self.scope.kind != "stage" and "stages" in BY_KEY[self.kpi].sections \
+                and not set(SCOPE_SECTIONS) & set(BY_KEY[self.kpi].sections):
             raise ValueError(f"{self.kpi} is reported per stage: use scope: stage or {{stage: NAME}}")
         return self
 

@@ -6,7 +6,7 @@ The worker (alerts.service) and the backtest (alerts.backtest) drive the same ob
   the activity tracker for the partitions this worker owns;
 - ``tick_leads`` fires, escalates and resolves lead alerts whose deadline passed (called every 0.25 s,
   or after every event in a backtest);
-- ``evaluate_global`` runs the KPI-threshold and no-activity rules over a ``/kpis`` document; only one
+- ``evaluate_global`` runs the KPI-threshold and no-activity rules over the global KPI snapshot; only one
   worker calls it (the owner of leads partition 0);
 - ``housekeeping`` reconnects Redis, flushes activity, retries claims, refreshes Alertmanager.
 """
@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from alerts.dispatch import Dispatcher
@@ -38,7 +37,7 @@ log = logging.getLogger("kpi_monitor.alerts")
 REFRESH_S = 60.0  # Alertmanager keep-alive period (its endsAt horizon is 5 min)
 REDRIVE_MAX_AGE_MS = 6 * 86400 * 1000  # inside the claims' lifetime (8 d): an older claim may be gone
 
-DocFn = Callable[[str], Awaitable[dict[str, Any]]]
+SnapshotFn = Callable[[str], Awaitable[Any]]  # window -> stream.kpi.snapshot.Snapshot
 
 
 def _wall_ms() -> int:
@@ -94,8 +93,7 @@ def engine_topic_marks(engine: Any) -> Callable[[int], Mapping[str, int] | None]
     """Newest event time of each topic of a leads-group partition."""
 
     def marks(partition: int) -> Mapping[str, int] | None:
-        state = engine.partitions.get(("leads", partition))
-        return None if state is None else state.watermarks
+        return engine.watermarks_of("leads", partition)
 
     return marks
 
@@ -104,17 +102,9 @@ def engine_topic_clock(engine: Any, topic: str = "leads") -> Callable[[int], int
     """Event time of one topic of a leads-group partition (its largest applied ``occurred_at``)."""
 
     def clock(partition: int) -> int | None:
-        state = engine.partitions.get(("leads", partition))
-        return None if state is None else state.watermarks.get(topic)
+        return (engine.watermarks_of("leads", partition) or {}).get(topic)
 
     return clock
-
-
-def parse_as_of(doc: dict[str, Any]) -> int | None:
-    try:
-        return int(datetime.fromisoformat(str(doc["as_of"]).replace("Z", "+00:00")).timestamp() * 1000)
-    except (KeyError, ValueError):
-        return None
 
 
 class AlertRuntime:
@@ -225,7 +215,7 @@ class AlertRuntime:
         await self._notify(new, transitions)
 
     # --- KPI thresholds and no-activity (one worker) --------------------------------------------------
-    async def evaluate_global(self, doc_fn: DocFn, now_ms: int | None = None) -> bool:
+    async def evaluate_global(self, snapshot_fn: SnapshotFn, now_ms: int | None = None) -> bool:
         """Evaluate the rules that need the global view; False when held back (incomplete view)."""
         kpi_rules = self.rules.of_type("kpi")
         idle_rules = self.rules.of_type("no_activity")
@@ -238,24 +228,24 @@ class AlertRuntime:
             for inst in self.global_instances.values():
                 await self._redrive(inst)
         instances = self.global_instances
-        docs: dict[str, dict[str, Any]] = {}
-        # No-activity rules need no KPI, but one document still says whether the view is complete and
+        snapshots: dict[str, Any] = {}
+        # No-activity rules need no KPI, but one snapshot still says whether the view is complete and
         # what time it is (in event time: the global watermark).
         for window in sorted({r.window for r in kpi_rules} or {"1h"}):
-            doc = await doc_fn(window)
-            if doc.get("incomplete"):
+            snapshot = await snapshot_fn(window)
+            if snapshot.incomplete:
                 # A partition is not loaded or a worker does not answer: numbers would be partial.
                 self.stats["held_back"] = True
                 return False
-            docs[window] = doc
+            snapshots[window] = snapshot
         if now_ms is None:
-            as_of = [t for d in docs.values() if (t := parse_as_of(d)) is not None]
-            now_ms = max(as_of) if as_of else self.wall()
+            now_ms = max(s.now_ms for s in snapshots.values())
         muted = {fp for fp, inst in instances.items() if inst.state == FIRING and await self.store.mute(fp) is not None}
         roster = self.roster()
         changed: list[tuple[AlertInstance, list[Transition]]] = []
         for rule in kpi_rules:
-            changed += evaluate_kpi_rule(rule, self.rules, docs[rule.window], now_ms, instances, roster, muted.__contains__)
+            changed += evaluate_kpi_rule(rule, self.rules, snapshots[rule.window].values, now_ms, instances, roster,
+                                         muted.__contains__)
         if idle_rules:
             if self.baseline is None:
                 self.baseline = now_ms

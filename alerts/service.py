@@ -32,9 +32,12 @@ from alerts.runtime import AlertRuntime, CatchUpClock, engine_partition_clock, e
 from alerts.sinks.base import Redactor, new_stats
 from alerts.sinks.factory import make_queued_sinks
 from alerts.state import RedisAlertStore
+from stream.watched import WatchedFile
+from stream.worker.context import is_consuming
+from stream.worker.query import global_snapshot
 
 if TYPE_CHECKING:
-    from stream.app import WorkerContext
+    from stream.worker.context import WorkerContext
 
 log = logging.getLogger("kpi_monitor.alerts")
 TICK_S = 0.25
@@ -46,43 +49,10 @@ class AlertsStartupError(click.ClickException):
     """A bad rules file or alert setting: the worker command prints it in one block and exits 1."""
 
 
-class RulesWatcher:
-    """The rules file, reloaded when its modification time changes or a SIGHUP asked for it."""
-
-    def __init__(self, path: Path, settings: Any, rules: RuleSet) -> None:
-        self.path = Path(path)
-        self.settings = settings
-        self.rules = rules
-        self.mtime = self._stat()
-        self.hup = False
-        self.failures = 0
-        self._checked = 0.0
-
-    def _stat(self) -> int | None:
-        try:
-            return self.path.stat().st_mtime_ns
-        except OSError:
-            return None
-
-    def poll(self) -> RuleSet | None:
-        """New rules when the file changed (or SIGHUP) and is valid; None otherwise."""
-        now = time.monotonic()
-        if not self.hup and now - self._checked < 1.0:
-            return None
-        self._checked = now
-        mtime = self._stat()
-        if not self.hup and mtime == self.mtime:
-            return None
-        self.hup, self.mtime = False, mtime
-        try:
-            rules = load_rules(self.path, self.settings)
-        except RulesError as exc:
-            self.failures += 1
-            log.error("alert rules not reloaded, keeping the previous ones:\n%s", exc)
-            return None
-        self.rules = rules
-        log.info("alert rules reloaded from %s: %s", self.path, rules.summary())
-        return rules
+def watch_rules(path: Path, settings: Any, rules: RuleSet) -> WatchedFile[RuleSet]:
+    """The rules file, reloaded when it changes or a SIGHUP asks (``reload_now``)."""
+    return WatchedFile(path, lambda p: load_rules(p, settings), what="alert rules", errors=(RulesError,),
+                       describe=RuleSet.summary, value=rules)
 
 
 class AlertService:
@@ -95,7 +65,7 @@ class AlertService:
         self.redact = Redactor(config.secrets())
         password = urlsplit(settings.redis_dsn).password
         self.redact.add(password)
-        self.watcher = RulesWatcher(settings.kpi_alert_rules, settings, rules)
+        self.watcher = watch_rules(settings.kpi_alert_rules, settings, rules)
         self.store = RedisAlertStore.from_url(
             settings.redis_dsn, settings.kpi_app_id, stats=self.stats,
             owned=lambda: self.runtime.owned_instances(), redact=self.redact,
@@ -127,10 +97,10 @@ class AlertService:
             pass
         self.started = True
         sinks = ", ".join(s.name for s in self.dispatcher.sinks) or "none (state only)"
-        log.info("alerts: %s; sinks: %s", self.watcher.rules.summary(), sinks)
+        log.info("alerts: %s; sinks: %s", self.watcher.value.summary(), sinks)
 
     def _on_hup(self) -> None:
-        self.watcher.hup = True
+        self.watcher.reload_now()
 
     async def stop(self) -> None:
         if not self.started:
@@ -141,8 +111,6 @@ class AlertService:
 
     # --- timers ----------------------------------------------------------------------------------------
     def _update_held(self) -> bool:
-        from stream.app import is_consuming
-
         self.consuming_held = not is_consuming(self.ctx)[0]
         self.runtime.held_back = self.consuming_held
         self.stats["held_back"] = self.consuming_held or self.view_held
@@ -167,8 +135,6 @@ class AlertService:
             return
         if self._update_held():
             return
-        from stream.web import global_snapshot
-
         ok = await self.runtime.evaluate_global(lambda window: global_snapshot(self.ctx, window))
         self.view_held = not ok
         self.stats["held_back"] = self.consuming_held or self.view_held
@@ -177,7 +143,7 @@ class AlertService:
         return self._roster
 
     async def housekeeping(self) -> None:
-        self._roster = self.ctx.roster.current()  # RosterFile reloads when the file changed
+        self._roster = self.ctx.roster.current()  # watch_roster reloads when the file changed
         if self.started:
             await self.runtime.housekeeping()
 
@@ -196,7 +162,7 @@ def _guarded(name: str, fn):
 
 
 class AlertCollector:
-    """Alert-engine gauges read at scrape time (sent/failed counters are exported by stream.metrics)."""
+    """Alert-engine gauges read at scrape time (sent/failed counters are exported by stream.worker.metrics)."""
 
     def __init__(self, service: AlertService) -> None:
         self.service = service
@@ -235,7 +201,7 @@ class AlertCollector:
 
 
 def attach_alerts(ctx: WorkerContext) -> AlertService | None:
-    """Wire the alert engine into a worker built by ``stream.app.create_app``."""
+    """Wire the alert engine into a worker built by ``stream.worker.app.create_app``."""
     settings = ctx.settings
     try:
         config = AlertConfig.from_settings(settings)

@@ -29,7 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from stream.promstack import free_port
+from stream.local.processes import log_tail
+from stream.local.promstack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / ".stack" / "bench"  # git-ignored (.stack/)
@@ -139,7 +140,7 @@ class Run:
     async def create_topics(self) -> None:
         from aiokafka.errors import KafkaConnectionError
 
-        from stream.stack import ensure_topics
+        from stream.local.stack import ensure_topics
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
@@ -388,10 +389,7 @@ class Worker:
         return json.loads(body)
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (py-spy then writes its profile), SIGKILL after ``timeout``."""

@@ -26,7 +26,7 @@ Message = tuple[str, bytes, bytes]  # (topic suffix, key, value)
 def _floor(n: int):
     from stream.config import load_settings
     from stream.roster import load_roster
-    from stream.simulator import SalesFloor
+    from stream.local.simulator import SalesFloor
 
     roster = load_roster(load_settings().kpi_roster)
     # Floor size: about n messages over two simulated days (lifecycles run for hours to days).

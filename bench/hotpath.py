@@ -36,13 +36,14 @@ def snapshot_costs(engine) -> dict[str, float]:
     """Seconds to compute one /kpis document per window from the engine's partitions (one worker)."""
     from stream.config import load_settings
     from stream.kpi.snapshot import build_snapshot, merge_partials
+    from stream.kpi.windows import WINDOWS
     from stream.roster import load_roster
 
     settings = load_settings()
     roster = load_roster(settings.kpi_roster)
     now = engine.now(0)
     out = {}
-    for window in ("1h", "24h", "today", "month", "all"):
+    for window in WINDOWS:
         best = float("inf")
         for _ in range(5):
             t0 = time.perf_counter()

@@ -15,7 +15,7 @@ applied in order, so when a rep's counter reads k, its first k events are visibl
 is the time from just before ``producer.send`` to the arrival of the first response showing it (the
 poll interval is part of it: p50 carries about half an interval).
 
-``/metrics`` exports the global KPIs from a cache refreshed at most every 2 s (``stream/kpi_metrics.py``,
+``/metrics`` exports the global KPIs from a cache refreshed at most every 2 s (``stream/worker/kpi_export.py``,
 ``REFRESH_S``), so its latency includes that staleness by design. The bench process shares the 2 cores
 with the worker and the broker (its producer costs about 15-20 µs per event).
 """

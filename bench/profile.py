@@ -49,7 +49,7 @@ COMPONENTS = (
     ("changelog producer (batches, sends)", ("ProducerBuffer.", "Sender.", "Topic._on_published", "AIOKafkaProducer.")),
     ("aiokafka consumer thread (fetch requests, records)", ("WorkerThread.run",)),
     ("alert timers and sinks (Redis, HTTP)", ("(alerts/", "(redis/")),
-    ("web: /kpis and /metrics snapshots", ("(stream/web.py", "(stream/kpi_metrics.py", "(stream/metrics.py")),
+    ("web: /kpis and /metrics snapshots", ("(stream/worker/web.py", "(stream/worker/kpi_export.py", "(stream/worker/metrics.py")),
 )
 IDLE_FILE = "selectors.py)"  # a stack that ends in the selector waits for I/O: the event loop is idle
 

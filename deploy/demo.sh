@@ -70,7 +70,7 @@ case "${1:-up}" in
     echo "kpi-monitor demo: the wall will be at http://127.0.0.1:$PORT/wall"
     run_env
     "$KPI" stack up
-    "$VENV/bin/python" -m stream.promstack up --worker "127.0.0.1:$PORT"
+    "$VENV/bin/python" -m stream.local.promstack up --worker "127.0.0.1:$PORT"
     # Alerts go to the local Alertmanager started above (its UI lists them), and to Slack too when
     # SLACK_WEBHOOK_URL is set in the environment.
     start worker deploy/supervise.sh env KPI_WEB_PORT="$PORT" ALERTMANAGER_URL="${ALERTMANAGER_URL:-http://127.0.0.1:9093}" "$KPI" worker
@@ -107,7 +107,7 @@ MSG
       fi
       rm -rf ".stack/worker/$KPI_APP_ID-$PORT" "$RUN/run.env"
     fi
-    "$VENV/bin/python" -m stream.promstack down || true
+    "$VENV/bin/python" -m stream.local.promstack down || true
     if [[ -x "$KPI" ]]; then "$KPI" stack down; fi
     ;;
   status)

@@ -25,7 +25,7 @@ WORKER_JOB = "kpi-monitor"
 # during the second or two of a handover when two workers might both export.
 ONE = "max"
 WINDOW_LABELS = {"1h": "last hour", "24h": "last 24 h", "today": "today", "month": "this month", "all": "all time"}
-SLA_SECONDS_DEFAULT = 300.0  # SPEC §5 KPI_SLA_SECONDS; thresholds on the wall (generate.py --sla-seconds)
+SLA_SECONDS_DEFAULT = 300.0  # KPI_SLA_SECONDS's default; thresholds on the wall (generate.py --sla-seconds)
 
 # Colours that read well on a dark TV from across a room.
 GREEN, ORANGE, RED, BLUE, GREY = "green", "orange", "red", "blue", "text"

@@ -1,9 +1,9 @@
-"""Team and rep drilldown: every KPI of SPEC §3 over the last hour, 24 hours and today, for the `team`
+"""Team and rep drilldown: every KPI of docs/kpis.md over the last hour, 24 hours and today, for the `team`
 and `rep` picked at the top; calls and connect rate over time; the lead funnel; the floor's deal stages.
 
 The `rep` list is every rep with KPI series, whatever the team: a rep's numbers may be credited under
 several teams (the team on each event), so rep series carry no team label (docs/metrics.md).
-Deal stages are floor-wide: SPEC defines stage entries and conversion overall only.
+Deal stages are floor-wide: stage entries and conversion are defined overall only (docs/kpis.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from grafana.common import (
     BLUE, GREEN, Flow, Re, bargauge_panel, fixed, kpi, new_dashboard, now, query_variable, row, series,
     stat_panel, timeseries_panel, trend,
 )
-from stream.kpi_metrics import CURRENT, QUOTA, WINDOWED, KpiMetric
+from stream.kpi.catalogue import MONTH, NOW, WINDOW, WINDOW_AND_NOW, Kpi, exported_per_scope
 
 UID = "kpi-drilldown"
 TITLE = "Team and rep drilldown"
@@ -50,12 +50,12 @@ TITLES = {
 }
 
 
-def unit_of(spec: KpiMetric, currency: str) -> str:
-    if spec.money:
+def unit_of(kpi: Kpi, currency: str) -> str:
+    if kpi.unit == "money":
         return f"currency{currency}"
-    if spec.name.endswith("_seconds"):
+    if kpi.unit in ("seconds", "days"):  # days are exported in seconds
         return "s"
-    if spec.name.endswith("_ratio"):
+    if kpi.unit == "ratio":
         return "percentunit"
     return "short"
 
@@ -64,18 +64,20 @@ def _scope_panels(dash: dashboard_builders.Dashboard, flow: Flow, scope: str, va
     labels = {"scope": scope, scope: f"${var}"}
     heading = "Team" if scope == "team" else "Rep"
     dash = dash.with_row(row(f"{heading}: ${var}", flow.row()))
-    for spec in WINDOWED:
+    for spec in exported_per_scope(WINDOW, WINDOW_AND_NOW):
+        name = spec.metric.name
         dash = dash.with_panel(stat_panel(
-            TITLES[spec.name],
-            [now(kpi(spec.name, by=["window"], window=Re("|".join(DRILL_WINDOWS)), **labels), "{{window}}")],
+            TITLES[name],
+            [now(kpi(name, by=["window"], window=Re("|".join(DRILL_WINDOWS)), **labels), "{{window}}")],
             flow.place(4, 5), unit=unit_of(spec, currency), steps=fixed(BLUE), names=True,
-            decimals=2 if spec.name == "kpi_touches_to_meeting_mean" else None,
-            description=f"{spec.help} Windows: last hour, last 24 hours, today.",
+            decimals=2 if spec.key == "touches_to_meeting_mean" else None,
+            description=f"{spec.metric.help} Windows: last hour, last 24 hours, today.",
         ))
-    for spec in (*CURRENT, QUOTA):
+    for spec in exported_per_scope(NOW, MONTH):
         dash = dash.with_panel(stat_panel(
-            TITLES[spec.name], [now(kpi(spec.name, **labels))], flow.place(4, 5),
-            unit=unit_of(spec, currency), steps=fixed(GREEN if spec is QUOTA else BLUE), description=spec.help,
+            TITLES[spec.metric.name], [now(kpi(spec.metric.name, **labels))], flow.place(4, 5),
+            unit=unit_of(spec, currency), steps=fixed(GREEN if spec.timing == MONTH else BLUE),
+            description=spec.metric.help,
         ))
     dash = dash.with_panel(timeseries_panel(
         f"Calls and connect rate (rolling hour) - ${var}", [

@@ -20,11 +20,11 @@ from grafana.common import (
     BLUE, GREEN, ORANGE, RED, SLA_SECONDS_DEFAULT, Pos, bargauge_panel, fixed, gauge_panel, kpi, new_dashboard,
     now, overall, series, stat_panel, thresholds, timeseries_panel, trend,
 )
-from stream.wall import tiles as wall_tiles
+from stream.worker.wall import tiles as wall_tiles
 
 UID = "kpi-wall"
 TITLE = "Sales floor wall"
-# The same freshness thresholds as the wall page (stream/wall/tiles.py).
+# The same freshness thresholds as the wall page (stream/worker/wall/tiles.py).
 FRESH_S = wall_tiles.FRESH_S
 STALE_S = wall_tiles.STALE_S
 # Where each headline tile of the shared wall definition sits on Grafana's 24-column grid.

@@ -34,7 +34,7 @@ def stack() -> None:
 @stack.command("up")
 def stack_up() -> None:
     """Start Kafka (KRaft, from Maven Central jars) and Redis when not running; create the topics."""
-    from stream import stack as local_stack
+    from stream.local import stack as local_stack
 
     try:
         local_stack.up(_settings())
@@ -46,7 +46,7 @@ def stack_up() -> None:
 @click.option("--purge", is_flag=True, help="Also delete Kafka's data (topics, offsets, tables).")
 def stack_down(purge: bool) -> None:
     """Stop what `stack up` started (by pid file); external services are left alone."""
-    from stream import stack as local_stack
+    from stream.local import stack as local_stack
 
     local_stack.down(purge=purge)
 
@@ -54,7 +54,7 @@ def stack_down(purge: bool) -> None:
 @stack.command("status")
 def stack_status() -> None:
     """Say what runs: ours, external, or stopped; and whether the topics exist."""
-    from stream import stack as local_stack
+    from stream.local import stack as local_stack
 
     status = local_stack.status(_settings())
     sys.exit(0 if status.healthy else 1)
@@ -69,7 +69,7 @@ def worker(web_port: int | None, loglevel: str) -> None:
     settings = _settings(kpi_web_port=web_port)
     from faust.worker import Worker
 
-    from stream.app import create_app
+    from stream.worker.app import create_app
 
     try:
         ctx = create_app(settings)
@@ -108,7 +108,7 @@ def worker(web_port: int | None, loglevel: str) -> None:
                    "at its real times, then live at the wall clock's pace (--speedup 1).")
 def simulate(rate, duration, seed, speedup, start, out, produce, bad_ratio, backfill) -> None:
     """Simulate a sales floor (roster from KPI_ROSTER) and produce its events."""
-    from stream.simulator import simulate_main
+    from stream.local.simulator import simulate_main
 
     sys.exit(simulate_main(_settings(), rate=rate, duration=duration, seed=seed, speedup=speedup,
                            out=out, produce=produce, bad_ratio=bad_ratio, start=start, backfill=backfill))
@@ -119,12 +119,12 @@ def simulate(rate, duration, seed, speedup, start, out, produce, bad_ratio, back
 @click.option("--speed", type=float, default=None, help="Pace by event time x SPEED (default: as fast as possible).")
 def replay(path: str, speed: float | None) -> None:
     """Produce a JSON Lines event log to its topics, with the right keys, in file order."""
-    from stream.replay import replay_main
+    from stream.local.replay import replay_main
 
     sys.exit(replay_main(_settings(), path, speed))
 
 
-# --- getting data in (stream/ingest, stream/importers) ----------------------------------------------
+# --- getting data in (stream/ingest, stream/ingest/importers) ----------------------------------------------
 @main.command()
 @click.option("--port", type=int, help="Overrides KPI_INGEST_PORT.")
 @click.option("--host", help="Overrides KPI_INGEST_HOST (a non-loopback address needs KPI_INGEST_TOKEN).")
@@ -160,7 +160,7 @@ def _with_import_options(func):
 @_with_import_options
 def import_olist(leads, deals, out, tz, time_of_day, stage) -> None:
     """Olist marketing funnel: LEADS.csv (MQLs) and DEALS.csv (closed deals)."""
-    from stream.importers.run import import_main
+    from stream.ingest.importers.run import import_main
 
     sys.exit(import_main(_settings(), "olist", (leads, deals), out=out, tz=tz, time_of_day=time_of_day, stage=stage))
 
@@ -172,7 +172,7 @@ def import_olist(leads, deals, out, tz, time_of_day, stage) -> None:
 @_with_import_options
 def import_maven(pipeline, teams, products, out, tz, time_of_day, stage) -> None:
     """Maven CRM: PIPELINE.csv (opportunities) and TEAMS.csv (agent -> manager)."""
-    from stream.importers.run import import_main
+    from stream.ingest.importers.run import import_main
 
     sys.exit(import_main(_settings(), "maven-crm", (pipeline, teams), out=out, tz=tz, time_of_day=time_of_day,
                          stage=stage, products=products))
@@ -185,7 +185,7 @@ def import_maven(pipeline, teams, products, out, tz, time_of_day, stage) -> None
 @click.option("--url", default=None, help="Worker base URL (default from KPI_WEB_HOST/KPI_WEB_PORT).")
 def kpis(window: str, as_json: bool, url: str | None) -> None:
     """Show the global KPI snapshot from a running worker (with KPI_WEB_TOKEN when it is set)."""
-    from stream.web_access import auth_headers
+    from stream.worker.web_access import auth_headers
 
     settings = _settings()
     base = url or settings.web_url

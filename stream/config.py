@@ -1,6 +1,6 @@
 """One settings object for the whole project.
 
-Names and defaults are the contract of SPEC.md section 5. Values come from the environment; a YAML or
+Names and defaults are the contract (README, Configuration). Values come from the environment; a YAML or
 JSON file named by ``KPI_CONFIG`` may set the same keys (the environment wins). A bad value is reported
 in one line that names the variable, never with a traceback.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -28,17 +28,29 @@ class ConfigError(ValueError):
     """A configuration value is unusable; the message is one line naming the variable."""
 
 
+def known_time_zone(value: str) -> str:
+    """``value`` when it names an IANA time zone; ValueError saying what to use otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(known_time_zone)]
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    # --- SPEC.md section 5 -------------------------------------------------------------------------
+    # --- the contract's settings -------------------------------------------------------------------------
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kpi_topic_prefix: str = "sales."
     kpi_app_id: str = Field("kpi-monitor", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     kpi_web_port: int = Field(6066, ge=0, le=65535)
     kpi_web_host: str = "127.0.0.1"
     kpi_clock: Literal["wall", "event"] = "wall"
-    kpi_timezone: str = "UTC"
+    kpi_timezone: TimeZone = "UTC"
     kpi_sla_seconds: float = Field(300, gt=0)
     kpi_roster: Path = PACKAGE_DIR / "roster.example.yaml"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
@@ -76,10 +88,10 @@ class Settings(BaseModel):
     kpi_max_reps: int = Field(5000, ge=1)
     kpi_max_teams: int = Field(500, ge=1)
     kpi_retire_scan_seconds: float = Field(600, gt=0)  # how often the tables are scanned for quiet entities
-    # Stall watchdog (stream.app.watch_progress): messages waiting but none processed for this long.
+    # Stall watchdog (stream.worker.app.watch_progress): messages waiting but none processed for this long.
     kpi_stall_seconds: float = Field(90, ge=0)  # 0: off
     kpi_exit_on_stall: bool = True
-    # The worker's HTTP server (stream.web_access): a bearer token for everything but /healthz, required
+    # The worker's HTTP server (stream.worker.web_access): a bearer token for everything but /healthz, required
     # when KPI_WEB_HOST is not a loopback address unless KPI_WEB_ALLOW_OPEN says the network is trusted.
     kpi_web_token: SecretStr | None = None
     kpi_web_metrics_public: bool = False  # true: /metrics answers without the token (a scraper without one)
@@ -112,14 +124,6 @@ class Settings(BaseModel):
             raise ValueError("is empty or blank; set a real secret or leave the variable unset")
         return value
 
-    @field_validator("kpi_timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
-        return value
 
     @field_validator("kpi_entity_retention_days")
     @classmethod

@@ -1,4 +1,4 @@
-"""Dead-letter records (SPEC.md section 1): why a message could not be applied, and the message itself."""
+"""Dead-letter records (docs/events.md): why a message could not be applied, and the message itself."""
 
 from __future__ import annotations
 

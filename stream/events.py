@@ -1,4 +1,4 @@
-"""The event contract (SPEC.md section 1): typed models, and validation straight from Kafka bytes.
+"""The event contract (docs/events.md): typed models, and validation straight from Kafka bytes.
 
 ``EventValidator.validate(raw, topic)`` returns a typed event or raises ``InvalidEvent`` with a
 machine-readable ``reason`` and a human-readable ``detail``; the worker turns the latter into a
@@ -145,7 +145,7 @@ TOPIC_OF_TYPE: dict[str, str] = {
     **{t: "deals" for t in EVENT_TYPES if t.startswith("deal.")},
 }
 
-# Lifecycle rank used to order events with equal occurred_at (SPEC.md section 1).
+# Lifecycle rank used to order events with equal occurred_at (docs/events.md).
 LIFECYCLE_RANK: dict[str, int] = {
     "lead.created": 0,
     "lead.assigned": 1,

@@ -2,46 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-# (key, column title, format)
+from stream.kpi.catalogue import BY_KEY
+
+# (KPI key, column title); each is formatted by its unit in the catalogue.
 HEADLINE = [
-    ("leads_created", "leads", "{:d}"),
-    ("leads_awaiting_response", "waiting", "{:d}"),
-    ("oldest_wait_seconds", "oldest wait", "dur"),
-    ("lead_response_seconds_p50", "resp p50", "dur"),
-    ("lead_response_seconds_p90", "resp p90", "dur"),
-    ("lead_response_within_sla_ratio", "in SLA", "pct"),
-    ("calls", "calls", "{:d}"),
-    ("connect_rate", "connect", "pct"),
-    ("deals_won", "won", "{:d}"),
-    ("win_rate", "win rate", "pct"),
-    ("won_revenue", "revenue", "{:,.2f}"),
-    ("open_pipeline_value", "pipeline", "{:,.2f}"),
-    ("pipeline_velocity_per_day", "velocity/d", "{:,.0f}"),
+    ("leads_created", "leads"),
+    ("leads_awaiting_response", "waiting"),
+    ("oldest_wait_seconds", "oldest wait"),
+    ("lead_response_seconds_p50", "resp p50"),
+    ("lead_response_seconds_p90", "resp p90"),
+    ("lead_response_within_sla_ratio", "in SLA"),
+    ("calls", "calls"),
+    ("connect_rate", "connect"),
+    ("deals_won", "won"),
+    ("win_rate", "win rate"),
+    ("won_revenue", "revenue"),
+    ("open_pipeline_value", "pipeline"),
+    ("pipeline_velocity_per_day", "velocity/d"),
 ]
 
 
-def _fmt(value: Any, fmt: str) -> str:
-    if value is None:
-        return "-"
-    if fmt == "pct":
-        return f"{value * 100:.0f}%"
-    if fmt == "dur":
-        seconds = float(value)
-        if seconds >= 3600:
-            return f"{seconds / 3600:.1f}h"
-        if seconds >= 60:
-            return f"{seconds / 60:.1f}m"
-        return f"{seconds:.0f}s"
-    if fmt == "{:d}":
-        return str(int(value))
-    return fmt.format(value)
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds:.0f}s"
+
+
+FORMATS: dict[str, Callable[[float], str]] = {
+    "count": lambda v: str(int(v)),
+    "seconds": _duration,
+    "ratio": lambda v: f"{v * 100:.0f}%",
+    "money": lambda v: f"{v:,.2f}",
+    "days": lambda v: f"{v:.1f}d",
+    "number": lambda v: f"{v:.2f}",
+}
+
+
+def _fmt(value: Any, key: str) -> str:
+    return "-" if value is None else FORMATS[BY_KEY[key].unit](value)
 
 
 def _table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    headers = ["scope"] + [title for _, title, _ in HEADLINE]
-    cells = [[name] + [_fmt(values.get(key), fmt) if key in values else "" for key, _, fmt in HEADLINE] for name, values in rows]
+    headers = ["scope"] + [title for _, title in HEADLINE]
+    cells = [[name] + [_fmt(values.get(key), key) if key in values else "" for key, _ in HEADLINE] for name, values in rows]
     widths = [max(len(str(row[i])) for row in [headers] + cells) for i in range(len(headers))]
     line = lambda row: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
     return [line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells]

@@ -1,6 +1,6 @@
-"""The roster (SPEC.md section 4): teams and reps, each rep's team and monthly quota.
+"""The roster: teams and reps, each rep's team and monthly quota.
 
-``RosterFile`` re-reads the YAML file when its modification time changes, so edits apply without a
+``watch_roster`` re-reads the YAML file when it changes (``stream.watched``), so edits apply without a
 restart; a broken edit is logged and the last good roster stays in force.
 """
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 import yaml
+
+from stream.watched import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -77,27 +79,7 @@ def load_roster(path: str | os.PathLike) -> Roster:
     return parse_roster(text, str(path))
 
 
-class RosterFile:
-    """A roster that follows its file: ``current()`` reloads after the file changed."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._mtime = self._stat()
-        self._roster = load_roster(self.path)
-
-    def _stat(self) -> float | None:
-        try:
-            return self.path.stat().st_mtime_ns
-        except OSError:
-            return None
-
-    def current(self) -> Roster:
-        mtime = self._stat()
-        if mtime != self._mtime:
-            self._mtime = mtime
-            try:
-                self._roster = load_roster(self.path)
-                log.info("roster reloaded from %s: %d teams, %d reps", self.path, len(self._roster.teams), len(self._roster.reps))
-            except RosterError as exc:
-                log.error("roster not reloaded, keeping the previous one: %s", exc)
-        return self._roster
+def watch_roster(path: str | os.PathLike) -> WatchedFile[Roster]:
+    """The roster that follows its file (``current()``); a broken edit keeps the last good one."""
+    return WatchedFile(path, load_roster, what="roster", errors=(RosterError,),
+                       describe=lambda r: f"{len(r.teams)} teams, {len(r.reps)} reps")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.promstack import free_port  # noqa: F401  (tests import it from here)
+from stream.local.processes import log_tail
+from stream.local.promstack import free_port  # noqa: F401  (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("KPI_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -69,7 +70,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def stack():
     """The real local Kafka + Redis, started when not running (idempotent)."""
-    from stream import stack as local_stack
+    from stream.local import stack as local_stack
     from stream.config import load_settings
 
     local_stack.up(load_settings(), echo=lambda *a, **k: None)
@@ -121,9 +122,15 @@ class Deployment:
     def stop(self) -> None:
         for worker in self.workers:
             worker.kill()
+        # A test's topics and changelogs go with it: a broker left with tens of thousands of partitions
+        # by a day of test runs takes minutes to restart.
+        try:
+            asyncio.run(_delete_topics(self.prefix, self.app_id, self.bootstrap))
+        except Exception as exc:  # a private broker may be gone already; nothing to clean then
+            print(f"topics of {self.prefix} not deleted: {exc!r}")
 
 
-STALL_EXIT_CODE = 3  # the stall watchdog's exit (stream.app.check_progress): "restart me"
+STALL_EXIT_CODE = 3  # the stall watchdog's exit (stream.worker.app.check_progress): "restart me"
 
 
 class WorkerProcess:
@@ -195,10 +202,7 @@ class WorkerProcess:
         return total
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def terminate(self, timeout: float = 30.0) -> None:
         if self.proc.poll() is None:
@@ -237,9 +241,15 @@ def make_deployment(stack, tmp_path):
 
 
 async def _ensure_topics(prefix: str, bootstrap: str = BOOTSTRAP) -> None:
-    from stream.stack import ensure_topics
+    from stream.local.stack import ensure_topics
 
     await ensure_topics(bootstrap, prefix, PARTITIONS)
+
+
+async def _delete_topics(prefix: str, app_id: str, bootstrap: str = BOOTSTRAP) -> None:
+    from stream.local.stack import delete_topics
+
+    await asyncio.wait_for(delete_topics(bootstrap, [prefix, f"{app_id}-"]), 20)
 
 
 async def _produce(prefix: str, messages, bootstrap: str = BOOTSTRAP) -> None:

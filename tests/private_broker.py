@@ -1,6 +1,6 @@
 """A Kafka broker of a test's own (never the shared one on 9092), to kill and restart at will.
 
-It is ``stream.stack.up`` with its own stack directory (``KPI_STACK_DIR``), broker port and controller
+It is ``stream.local.stack.up`` with its own stack directory (``KPI_STACK_DIR``), broker port and controller
 port; Redis is the running one (``up`` reuses it). ``extra_config`` adds broker properties (e.g. a SASL
 listener on ``extra_port``) through ``KPI_KAFKA_EXTRA_CONFIG``. The Kafka jars are linked from the checkout's
 ``.stack`` when it has them, otherwise ``up`` fetches them (from ``~/.m2`` once Maven has them).
@@ -34,7 +34,7 @@ def _env(**values: str):
 
 def _checkout_jars() -> Path:
     """The checkout's Kafka jars (``.stack/kafka/libs``), fetched once like ``kpi-monitor stack up`` does."""
-    from stream import stack
+    from stream.local import stack
 
     with _env(KPI_STACK_DIR=str(REPO_ROOT / ".stack")):
         paths = stack._Paths()
@@ -63,7 +63,7 @@ class PrivateBroker:
 
     def start(self) -> None:
         """Start (or restart, keeping its data) the broker and create the topics; returns when it answers."""
-        from stream import stack
+        from stream.local import stack
 
         with _env(**self.env):
             stack.up(self.settings, echo=lambda *a, **k: None)

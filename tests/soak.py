@@ -101,7 +101,7 @@ async def _produce_steadily(dep: Deployment, messages, rate: float, progress: li
 
 def run(minutes: float, rate: float, crash_every: float, workers: int, seed: int, echo=None) -> bool:
     echo = echo or functools.partial(print, flush=True)
-    from stream import stack
+    from stream.local import stack
     from stream.config import load_settings
 
     stack.up(load_settings(), echo=lambda *a, **k: None)

@@ -3,7 +3,7 @@
 from bench.profile import component_of, summarise
 
 LOOP = "_run_once (/usr/lib/python3.11/asyncio/base_events.py:1922);_run (/usr/lib/python3.11/asyncio/events.py:80)"
-AGENT = "process (/repo/stream/app.py:208);apply (/repo/stream/app.py:190)"
+AGENT = "process (/repo/stream/worker/app.py:208);apply (/repo/stream/worker/app.py:190)"
 
 
 def test_components_split_busy_samples_and_leave_idle_out(tmp_path):
@@ -13,7 +13,7 @@ def test_components_split_busy_samples_and_leave_idle_out(tmp_path):
             [
                 f"{LOOP.split(';')[0]};select (/usr/lib/python3.11/selectors.py:468) 50",
                 f"{LOOP};{AGENT};KpiEngine.apply (/repo/stream/kpi/engine.py:257);"
-                "BytesKeyTable.__setitem__ (/repo/stream/app.py:266) 30",
+                "BytesKeyTable.__setitem__ (/repo/stream/worker/app.py:266) 30",
                 f"{LOOP};{AGENT};KpiEngine.apply (/repo/stream/kpi/engine.py:250) 10",
                 f"{LOOP};_drain_messages (/site-packages/faust/transport/consumer.py:1220);"
                 "Consumer._drain_messages (/site-packages/faust/transport/consumer.py:1220) 10",

@@ -52,7 +52,7 @@ def test_event_example_is_valid(block):
 
 
 def test_examples_name_the_right_topics_and_keys():
-    """Each example's topic/key line (the text just above its block) matches SPEC section 1 routing."""
+    """Each example's topic/key line (the text just above its block) matches the routing table of docs/events.md."""
     body = section("Event examples")
     current = None
     for match in re.finditer(r"`sales\.(\w+)`, key `([^`]+)`|^```json\s*\n(.*?)^```", body, re.M | re.S):

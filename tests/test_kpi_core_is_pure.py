@@ -1,4 +1,5 @@
-"""STYLE.md rule 1: the KPI math in stream/kpi/ imports no Faust, Kafka, Prometheus, Redis or HTTP library.
+"""The KPI math in stream/kpi/ imports no Faust, Kafka, Prometheus, Redis or HTTP library, and what a
+production process runs imports none of the local demo and test tooling (stream/local).
 
 Checked statically with `ast` (imports at any depth, including inside functions and `if TYPE_CHECKING`),
 and transitively through the project modules stream/kpi imports.
@@ -69,7 +70,7 @@ KPI_FILES = sorted(KPI_DIR.glob("*.py"))
 
 
 def test_kpi_package_is_found():
-    assert {p.name for p in KPI_FILES} >= {"aggregates.py", "engine.py", "facts.py", "snapshot.py", "store.py",
+    assert {p.name for p in KPI_FILES} >= {"catalogue.py", "parts.py", "engine.py", "facts.py", "snapshot.py", "store.py",
                                            "windows.py"}
 
 
@@ -84,18 +85,32 @@ def test_kpi_module_imports_no_io_library(path):
     assert not offenders, sorted(offenders)
 
 
+SHIPPED_FILES = sorted(p for d in ("worker", "ingest", "kpi") for p in (REPO_ROOT / "stream" / d).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_FILES, ids=[str(p.relative_to(REPO_ROOT)) for p in SHIPPED_FILES])
+def test_shipped_modules_import_no_local_tooling(path):
+    offenders = {
+        f"{file.relative_to(REPO_ROOT)} imports {name}"
+        for file, names in closure(path).items()
+        for name in names
+        if name.startswith("stream.local")
+    }
+    assert not offenders, sorted(offenders)
+
+
 def test_the_checker_catches_offenders(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text(
         "import faust\n"
         "from prometheus_client import Counter\n"
         "from urllib.request import urlopen\n"
-        "from .. import web\n"
+        "from ..worker import web\n"
         "def f():\n"
         "    import aiohttp.web\n"
         "    return __import__('redis')\n"
     )
     names = imported_modules(sample, package="stream.kpi")
-    assert {"faust", "prometheus_client", "urllib.request", "aiohttp.web", "redis", "stream.web"} <= names
+    assert {"faust", "prometheus_client", "urllib.request", "aiohttp.web", "redis", "stream.worker.web"} <= names
     assert {n.split(".")[0] for n in names} & FORBIDDEN == {"faust", "prometheus_client", "urllib", "aiohttp", "redis"}
-    assert project_file("stream.web") is not None  # and a relative import of it would be followed
+    assert project_file("stream.worker.web") is not None  # and a relative import of it would be followed

@@ -106,7 +106,7 @@ def _lines(body: bytes, limit: int) -> list[Item]:
 
 def check(items: list[Item], validator: EventValidator, *, wall_ms: int, too_late_ms: int | None) -> list[Checked]:
     """Validate every item; ``too_late_ms`` (live mode only) rejects what the worker would dead-letter as too late."""
-    # Live mode: the worker compares with floor_minute(wall clock) - too_late (SPEC section 2).
+    # Live mode: the worker compares with floor_minute(wall clock) - too_late (docs/kpis.md).
     oldest_ms = None if too_late_ms is None else wall_ms - wall_ms % 60_000 - too_late_ms
     results = []
     for item in items:

@@ -1,8 +1,9 @@
 """Applies validated events to entity state and keeps the aggregates of the partitions a worker owns.
 
 The engine is pure: the entity table is anything with ``get(key)`` and ``table[key] = value`` for str keys
-and bytes values (a Faust table behind an adapter in the worker, a dict in tests). Partitions are identified by (group, partition) where group is ``leads`` (the leads
-and calls topics, co-partitioned by lead_id) or ``deals``.
+and bytes values (a Faust table behind an adapter in the worker, a dict in tests). Partitions are
+identified by (group, partition) where group is ``leads`` (the leads and calls topics, co-partitioned by
+lead_id) or ``deals``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import logging
 from bisect import insort
 from collections.abc import Callable, Iterable
-from typing import Protocol
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
 
-from stream.events import CallLogged, Event, InvalidEvent, TOPIC_OF_TYPE
-from stream.kpi.aggregates import Agg
+from stream.events import TOPIC_OF_TYPE, CallLogged, Event, InvalidEvent
+from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS
 from stream.kpi.facts import (
+    AWAITING,
+    CURRENT,
     Contribution,
     Entity,
     deal_contributions,
@@ -25,7 +28,8 @@ from stream.kpi.facts import (
     fact_from_event,
     lead_contributions,
 )
-from stream.kpi.store import LabelCap, PartitionAggregates, ScopeKey
+from stream.kpi.parts import Row
+from stream.kpi.store import LabelCap, PartitionAggregates
 from stream.kpi.windows import DayCalendar, minute_of
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,7 @@ GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals"}
 TOPICS_OF_GROUP = {"leads": ("leads", "calls"), "deals": ("deals",)}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Entity).decode
-ARCHIVE_PREFIX = "A:"  # the per-partition record of retired entities' all-time totals
+ARCHIVE_PREFIX = "A:"  # the per-partition record of retired entities' contributions
 DAY_MS = 86_400_000
 
 
@@ -55,12 +59,29 @@ class EngineConfig:
     lead_max_age_seconds: float = 7 * 86400
     too_late_seconds: float = 25 * 3600
     event_clock: bool = False  # True: `now` is the event-time watermark (replay); False: the wall clock
-    # Bounded state (see KpiEngine.retire and LabelCap): entities quiet for this long leave the table
-    # (longer than the month window plus the too-late tolerance, so only `all` still reads them).
+    # Bounded state (see KpiEngine.retire and LabelCap): entities quiet for this long leave the table;
+    # their contributions stay in the partition's archive (all-time, and per day for the day windows).
     entity_retention_seconds: float = 40 * 86400
     max_facts_per_entity: int = 2000
     max_reps: int = 5000
     max_teams: int = 500
+
+
+def engine_config(settings: Any, **overrides: Any) -> EngineConfig:
+    """The engine configuration of a deployment's settings (``stream.config.Settings``): what the worker
+    runs, and what a backtest must run to give the same answers."""
+    values = dict(
+        sla_seconds=settings.kpi_sla_seconds,
+        timezone=settings.kpi_timezone,
+        lead_max_age_seconds=settings.kpi_lead_max_age_seconds,
+        too_late_seconds=settings.kpi_too_late_seconds,
+        event_clock=settings.kpi_clock == "event",
+        entity_retention_seconds=settings.kpi_entity_retention_days * 86400,
+        max_facts_per_entity=settings.kpi_max_facts_per_entity,
+        max_reps=settings.kpi_max_reps,
+        max_teams=settings.kpi_max_teams,
+    )
+    return EngineConfig(**{**values, **overrides})
 
 
 def entity_key(event: Event) -> str:
@@ -72,8 +93,8 @@ def entity_key(event: Event) -> str:
     return "L:" + event.lead_id  # type: ignore[attr-defined]
 
 
-def contributions_of(key: str, entity: Entity):
-    return deal_contributions(entity.facts) if key.startswith("D:") else lead_contributions(entity.facts)
+def contributions_of(key: str, entity: Entity, sla_ms: int) -> list[Contribution]:
+    return deal_contributions(entity.facts) if key.startswith("D:") else lead_contributions(entity.facts, sla_ms)
 
 
 def retirable(key: str, entity: Entity, cutoff_ms: int) -> bool:
@@ -88,19 +109,67 @@ def retirable(key: str, entity: Entity, cutoff_ms: int) -> bool:
 
 
 class Archive(msgspec.Struct, array_like=True):
-    """All-time totals of the entities retired from one partition, and the cutoff they were retired at.
+    """The contributions of the entities retired from one partition, and the cutoff they were retired at.
 
-    Every retirable entity whose last event is older than ``cutoff`` is in ``totals``, whether or not its
-    table row is deleted yet: writing the archive first and deleting rows after makes a crash between
-    the two harmless (the rebuild skips those rows).
+    Every retirable entity whose last event is older than ``cutoff`` is in it, whether or not its table
+    row is deleted yet: writing the archive first and deleting rows after makes a crash between the two
+    harmless (the rebuild skips those rows). ``totals`` are all-time rows per (dimension, label); ``days``
+    the local-day rows still inside the kept day buckets, so `week`, `month` and `quarter` stay exact with
+    entities retired after 40 days. (``days`` is None in an archive written before it existed, whose
+    totals were scope rows in another shape: see ``_upgrade_archive``.)
     """
 
     cutoff: int
-    totals: list[tuple[str, str | None, list]]  # (rep, team, Agg wire)
+    totals: list[tuple[Any, Any, Any]]  # (dimension name, label, row wire)
+    days: list[tuple[str, Any, int, list]] | None = None  # (dimension name, label, local day, row wire)
 
 
 _decode_archive = msgspec.msgpack.Decoder(Archive).decode
 NO_CUTOFF = -(2**62)
+
+
+def _label(dim: str, label: Any) -> Any:
+    return tuple(label) if dim == "scope" else label  # msgpack gives a (rep, team) label back as a list
+
+
+# The additive fields of the first archive format, in order (one fused aggregate per rep and team).
+_V1_COUNTS = ("leads_created", "leads_responded", "response_ms", "responses_within_sla", "leads_qualified",
+              "meetings", "meeting_touches", "calls", "calls_connected", "talk_ms", "deals_won", "deals_lost",
+              "cycle_ms", "open_deals", "leads_awaiting")
+
+
+def _upgrade_archive(archive: Archive) -> Archive:
+    """An archive of the first format, in today's: its scope totals, and its stage entries per stage."""
+    if archive.days is not None:
+        return archive
+    scope, stages = DIMENSIONS["scope"].layout, DIMENSIONS["stages"].layout
+    totals: list[tuple[Any, Any, Any]] = []
+    entries: dict[str, int] = {}
+    for rep, team, (counts, won, _open_value, hist, stage_entries, _by_stage, _oldest) in archive.totals:
+        row = scope.row()
+        for name, count in zip(_V1_COUNTS, counts):
+            row.v[scope.index[name]] = count
+        row.v[scope.index["won_revenue"]] = won
+        if hist[1]:
+            row.hists = {scope.histograms["response_hist"]: _hist_from_wire(hist)}
+        totals.append(("scope", [rep, team], row.to_wire(scope)))
+        for stage, n in stage_entries.items():
+            entries[stage] = entries.get(stage, 0) + n
+    for stage, n in entries.items():
+        row = stages.row()
+        row.v[stages.index["stage_entries"]] = n
+        totals.append(("stages", stage, row.to_wire(stages)))
+    return Archive(cutoff=archive.cutoff, totals=totals, days=[])
+
+
+def _hist_from_wire(wire: Any) -> Any:
+    from stream.kpi.parts import ResponseHistogram
+
+    return ResponseHistogram.from_wire(wire)
+
+
+def decode_archive(raw: bytes) -> Archive:
+    return _upgrade_archive(_decode_archive(raw))
 
 
 def merge_changelog_record(
@@ -137,13 +206,11 @@ def merge_changelog_record(
 class PartitionState:
     """Aggregates and per-topic event-time watermarks of one (group, partition)."""
 
-    def __init__(self, config: EngineConfig, calendar: DayCalendar, reps: LabelCap, teams: LabelCap) -> None:
-        self.aggregates = PartitionAggregates(
-            calendar, round(config.sla_seconds * 1000), round(config.lead_max_age_seconds * 1000), reps, teams
-        )
+    def __init__(self, config: EngineConfig, calendar: DayCalendar, caps: dict[str, LabelCap]) -> None:
+        self.aggregates = PartitionAggregates(calendar, round(config.lead_max_age_seconds * 1000), caps)
         self.watermarks: dict[str, int] = {}  # topic suffix -> largest occurred_at applied (ms)
         self.entities = 0
-        self.archive = Archive(cutoff=NO_CUTOFF, totals=[])
+        self.archive = Archive(cutoff=NO_CUTOFF, totals=[], days=[])
         self.pending_retirement: tuple[int, list[str]] | None = None  # (cutoff, keys) found by plan_retirement
         self.scanned_cutoff = -(2**62)
 
@@ -165,9 +232,9 @@ class KpiEngine:
         self.listeners: list[ChangeListener] = []
         self._too_late_ms = round(config.too_late_seconds * 1000)
         self._retention_ms = round(config.entity_retention_seconds * 1000)
-        # One cap per worker, shared by its partitions, so an id maps to one scope everywhere here.
-        self.reps = LabelCap(config.max_reps)
-        self.teams = LabelCap(config.max_teams)
+        self._sla_ms = round(config.sla_seconds * 1000)
+        # One cap per worker, shared by its partitions, so an id maps to one label everywhere here.
+        self.caps = {"reps": LabelCap(config.max_reps), "teams": LabelCap(config.max_teams)}
         self.retired = 0  # entities removed from the table by retire()
         self.archived_rows_skipped = 0  # rows a rebuild found already archived (a crash hit between the two writes)
 
@@ -179,7 +246,7 @@ class KpiEngine:
         return state
 
     def _new_state(self) -> PartitionState:
-        return PartitionState(self.config, self.calendar, self.reps, self.teams)
+        return PartitionState(self.config, self.calendar, self.caps)
 
     def rebuild(
         self,
@@ -222,7 +289,7 @@ class KpiEngine:
                 continue  # already in the archive; its row is deleted by the next retirement
             state.entities += 1
             count += 1
-            added = contributions_of(key, entity)
+            added = contributions_of(key, entity, self._sla_ms)
             state.aggregates.apply(added, +1)
             for listener in self.listeners:
                 listener(group, entity.partition, key, [], added)
@@ -234,8 +301,14 @@ class KpiEngine:
         if raw is None:
             return
         state = self.partitions[(group, partition)]
-        state.archive = _decode_archive(raw)
-        state.aggregates.add_archived({(rep, team): Agg.from_wire(wire) for rep, team, wire in state.archive.totals})
+        state.archive = decode_archive(raw)
+        days: dict[tuple[str, Any], dict[int, Row]] = {}
+        for dim, label, day, wire in state.archive.days or ():
+            days.setdefault((dim, _label(dim, label)), {})[day] = Row.from_wire(wire, DIMENSIONS[dim].layout)
+        for dim, label, wire in state.archive.totals:
+            label = _label(dim, label)
+            total = Row.from_wire(wire, DIMENSIONS[dim].layout)
+            state.aggregates.add_archived(DIMENSION_ORDER.index(dim), label, total, days.get((dim, label), {}))
 
     def drop(self, group: str, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -285,9 +358,9 @@ class KpiEngine:
             )
         if raw is None:
             state.entities += 1
-        old = contributions_of(key, entity)
+        old = contributions_of(key, entity, self._sla_ms)
         insort(entity.facts, fact)
-        new = contributions_of(key, entity)
+        new = contributions_of(key, entity, self._sla_ms)
         removed, added = self._apply_diff(state.aggregates, old, new)
         if removed or added:
             for listener in self.listeners:
@@ -307,6 +380,11 @@ class KpiEngine:
         return removed, added
 
     # --- clock and reading ------------------------------------------------------------------------
+    def watermarks_of(self, group: str, partition: int) -> dict[str, int] | None:
+        """Newest applied ``occurred_at`` per topic of one owned partition; None when not owned."""
+        state = self.partitions.get((group, partition))
+        return None if state is None else state.watermarks
+
     def watermark(self) -> int | None:
         """Largest occurred_at applied on this worker's partitions."""
         return max((w for s in self.partitions.values() if (w := s.watermark()) is not None), default=None)
@@ -353,39 +431,26 @@ class KpiEngine:
                 targets[p] = cutoff
         return targets
 
-    def collect_retirable(self, key: str, raw: bytes, targets: dict[int, int], found: dict[int, list[str]]) -> None:
-        if key.startswith(ARCHIVE_PREFIX):
-            return
-        entity = _decode(raw)
-        cutoff = targets.get(entity.partition)
-        if cutoff is not None and retirable(key, entity, cutoff):
-            found[entity.partition].append(key)
-
-    def set_pending(self, group: str, targets: dict[int, int], found: dict[int, list[str]]) -> None:
-        for p, cutoff in targets.items():
-            state = self.partitions.get((group, p))
-            if state is None:
-                continue  # revoked while scanning
-            state.scanned_cutoff = cutoff
-            if found[p]:
-                state.pending_retirement = (cutoff, found[p])
+    def retirement_scan(self, group: str, wall_ms: int) -> RetirementScan | None:
+        """A pass over ``group``'s table that finds the entities to retire; None when no cutoff moved."""
+        targets = self.retirement_targets(group, wall_ms)
+        return RetirementScan(self, group, targets) if targets else None
 
     def plan_retirement(self, group: str, items: Iterable[tuple[str, bytes]], wall_ms: int) -> int:
-        """Find the entities to retire in one pass over the table; returns how many were found."""
-        targets = self.retirement_targets(group, wall_ms)
-        if not targets:
+        """One whole scan at once; returns how many entities were found."""
+        scan = self.retirement_scan(group, wall_ms)
+        if scan is None:
             return 0
-        found: dict[int, list[str]] = {p: [] for p in targets}
         for key, raw in items:
-            self.collect_retirable(key, raw, targets, found)
-        self.set_pending(group, targets, found)
-        return sum(len(keys) for keys in found.values())
+            scan.offer(key, raw)
+        return scan.finish()
 
     def retire(self, table: EntityTable, group: str, partition: int) -> int:
         """Remove the planned entities of one partition from the table; returns how many were removed.
 
-        Their all-time contributions move into the partition's archive record (written before the
-        rows are deleted); the in-memory aggregates keep them, so no KPI changes.
+        Their contributions move into the partition's archive record (written before the rows are
+        deleted): all-time totals, and the day rows that a day window can still read. The in-memory
+        aggregates keep them, so no KPI changes.
         """
         state = self.partitions.get((group, partition))
         if state is None or state.pending_retirement is None:
@@ -393,7 +458,16 @@ class KpiEngine:
         cutoff, keys = state.pending_retirement
         state.pending_retirement = None
         aggregates = state.aggregates
-        totals = {(rep, team): Agg.from_wire(wire) for rep, team, wire in state.archive.totals}
+        layouts = [DIMENSIONS[name].layout for name in DIMENSION_ORDER]
+        totals: dict[tuple[int, Any], Row] = {}
+        days: dict[tuple[int, Any, int], Row] = {}
+        for dim, label, wire in state.archive.totals:
+            d = DIMENSION_ORDER.index(dim)
+            totals[(d, _label(dim, label))] = Row.from_wire(wire, layouts[d])
+        for dim, label, day, wire in state.archive.days or ():
+            if day >= aggregates.day_floor:
+                d = DIMENSION_ORDER.index(dim)
+                days[(d, _label(dim, label), day)] = Row.from_wire(wire, layouts[d])
         retired: list[tuple[str, list[Contribution]]] = []
         for key in keys:
             raw = table.get(key)
@@ -402,19 +476,26 @@ class KpiEngine:
                 continue  # gone or active again since the scan
             archived = retirable(key, entity, state.archive.cutoff)  # left behind by a crash: counted already
             waiting = []
-            for c in contributions_of(key, entity):
-                if c.kind == "awaiting":
+            for c in contributions_of(key, entity, self._sla_ms):
+                if c.bucket == AWAITING:
                     waiting.append(c)
-                elif c.kind != "open" and not archived:
-                    scope = aggregates.scope_of(c.rep, c.team)
-                    slot = totals.get(scope)
-                    if slot is None:
-                        slot = totals[scope] = Agg()
-                    slot.apply_windowed(c.kind, c.value, +1, aggregates.sla_ms)
+                elif c.bucket != CURRENT and not archived:
+                    label = aggregates.label_of(c)
+                    total = totals.get((c.dim, label))
+                    if total is None:
+                        total = totals[(c.dim, label)] = layouts[c.dim].row()
+                    total.add(c.adds, c.hists, +1)
+                    day = self.calendar.day_of(c.ts)
+                    if day >= aggregates.day_floor:
+                        row = days.get((c.dim, label, day))
+                        if row is None:
+                            row = days[(c.dim, label, day)] = layouts[c.dim].row()
+                        row.add(c.adds, c.hists, +1)
             retired.append((key, waiting))
         state.archive = Archive(
             cutoff=max(cutoff, state.archive.cutoff),
-            totals=[(rep, team, agg.to_wire()) for (rep, team), agg in totals.items()],
+            totals=[(DIMENSION_ORDER[d], label, row.to_wire(layouts[d])) for (d, label), row in totals.items()],
+            days=[(DIMENSION_ORDER[d], label, day, row.to_wire(layouts[d])) for (d, label, day), row in days.items()],
         )
         table[archive_key(partition)] = _encode(state.archive)
         for key, waiting in retired:
@@ -427,6 +508,33 @@ class KpiEngine:
         self.retired += len(retired)
         return len(retired)
 
-    def partials(self, window: str, now_ms: int) -> dict[tuple[str, int], dict[ScopeKey, Agg]]:
+    def partials(self, window: str, now_ms: int) -> dict[tuple[str, int], list[dict[Any, Row]]]:
         """Window-reduced aggregates per owned partition, ready to merge with other workers' partials."""
         return {pid: state.aggregates.reduce(window, now_ms) for pid, state in self.partitions.items()}
+
+
+class RetirementScan:
+    """Offered every ``(key, value)`` of a table, it notes the retirable entities of the target partitions;
+    ``finish()`` hands them to the engine, which retires them on the partition's next event."""
+
+    def __init__(self, engine: KpiEngine, group: str, targets: dict[int, int]) -> None:
+        self.engine, self.group, self.targets = engine, group, targets
+        self.found: dict[int, list[str]] = {p: [] for p in targets}
+
+    def offer(self, key: str, raw: bytes) -> None:
+        if key.startswith(ARCHIVE_PREFIX):
+            return
+        entity = _decode(raw)
+        cutoff = self.targets.get(entity.partition)
+        if cutoff is not None and retirable(key, entity, cutoff):
+            self.found[entity.partition].append(key)
+
+    def finish(self) -> int:
+        for p, cutoff in self.targets.items():
+            state = self.engine.partitions.get((self.group, p))
+            if state is None:
+                continue  # revoked while scanning
+            state.scanned_cutoff = cutoff
+            if self.found[p]:
+                state.pending_retirement = (cutoff, self.found[p])
+        return sum(len(keys) for keys in self.found.values())

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from stream.kpi.catalogue import DIMENSIONS, SCOPE, STAGES
 from stream.events import (
     CallLogged,
     DealCreated,
@@ -92,8 +93,13 @@ def fact_from_event(event: Event) -> Fact:
 
 
 # --- contributions --------------------------------------------------------------------------------
-# A contribution is (kind, ts_ms, rep, team, value). `team` None means "resolve from the roster at read
-# time" (SPEC: the team on the crediting event, else the roster, else unassigned).
+# A contribution is what one derived fact of an entity (a lead's response, a won deal, a call) moves in
+# the aggregates: which parts of which dimension's label, in which bucket, by how much. ``rep``/``team``
+# name who is credited (``team`` None: resolved from the roster when read, docs/kpis.md "Crediting");
+# ``label`` is the label in dimensions other than scope (a stage). ``kind`` says what it is, for readers
+# such as the alert engine; applying a contribution never looks at it.
+
+WINDOWED, CURRENT, AWAITING = 0, 1, 2  # bucketed by ts / current state (no time) / a waiting lead's creation
 
 
 class Contribution(NamedTuple):
@@ -101,7 +107,26 @@ class Contribution(NamedTuple):
     ts: int
     rep: str
     team: str | None
-    value: object
+    dim: int
+    label: str | None
+    bucket: int
+    adds: tuple = ()  # ((part index, amount), ...) in the dimension's layout
+    hists: tuple = ()  # ((histogram index, value), ...)
+    info: object = None  # for readers: a waiting lead's source
+
+
+_S = DIMENSIONS["scope"].layout.index
+_S_HIST = DIMENSIONS["scope"].layout.histograms
+_G = DIMENSIONS["stages"].layout.index
+_CREATED = ((_S["leads_created"], 1),)
+_QUALIFIED = ((_S["leads_qualified"], 1),)
+_CALL = ((_S["calls"], 1),)
+_CALLS, _CONNECTED, _TALK = _S["calls"], _S["calls_connected"], _S["talk_ms"]
+_RESPONDED, _RESPONSE_MS, _WITHIN_SLA = _S["leads_responded"], _S["response_ms"], _S["responses_within_sla"]
+_MEETINGS, _MEETING_TOUCHES = _S["meetings"], _S["meeting_touches"]
+_LOST = ((_S["deals_lost"], 1),)
+_STAGE_ENTRY = ((_G["stage_entries"], 1),)
+_RESPONSE_HIST = _S_HIST["response_hist"]
 
 
 def diff_contributions(old: list[Contribution], new: list[Contribution]) -> tuple[list[Contribution], list[Contribution]]:
@@ -129,7 +154,7 @@ def diff_contributions(old: list[Contribution], new: list[Contribution]) -> tupl
     return list((before - after).elements()), list((after - before).elements())
 
 
-def lead_contributions(facts: list[Fact]) -> list[Contribution]:
+def lead_contributions(facts: list[Fact], sla_ms: int) -> list[Contribution]:
     """What a lead entity (facts of leads + calls topics for one key) adds to the aggregates."""
     out: list[Contribution] = []
     created = first_touch = first_qualified = first_meeting = owner = None
@@ -137,7 +162,8 @@ def lead_contributions(facts: list[Fact]) -> list[Contribution]:
     for f in facts:  # already in (ts, rank, eid) order
         kind = f.kind
         if kind == "call.logged":
-            out.append(Contribution("call", f.ts, f.rep or UNASSIGNED, f.team, (f.connected, f.talk_ms)))
+            adds = ((_CALLS, 1), (_CONNECTED, 1), (_TALK, f.talk_ms)) if f.connected else _CALL
+            out.append(Contribution("call", f.ts, f.rep or UNASSIGNED, f.team, SCOPE, None, WINDOWED, adds))
         if kind == "lead.created":
             if created is None:
                 created = f
@@ -159,19 +185,28 @@ def lead_contributions(facts: list[Fact]) -> list[Contribution]:
     if created is None:
         # Held: facts wait for the defining lead.created (calls count regardless: they are calls).
         return out
-    out.append(Contribution("created", created.ts, created.rep or UNASSIGNED, created.team, 1))
+    out.append(Contribution("created", created.ts, created.rep or UNASSIGNED, created.team, SCOPE, None, WINDOWED,
+                            _CREATED))
     if first_touch is not None:
         response_ms = max(0, first_touch.ts - created.ts)
-        out.append(Contribution("response", first_touch.ts, first_touch.rep or UNASSIGNED, first_touch.team, response_ms))
+        if response_ms <= sla_ms:
+            adds = ((_RESPONDED, 1), (_RESPONSE_MS, response_ms), (_WITHIN_SLA, 1))
+        else:
+            adds = ((_RESPONDED, 1), (_RESPONSE_MS, response_ms))
+        out.append(Contribution("response", first_touch.ts, first_touch.rep or UNASSIGNED, first_touch.team, SCOPE,
+                                None, WINDOWED, adds, ((_RESPONSE_HIST, response_ms),)))
     elif not disqualified:
         rep = owner.rep if owner is not None else None
         team = owner.team if owner is not None else created.team
-        out.append(Contribution("awaiting", created.ts, rep or UNASSIGNED, team, created.source))
+        out.append(Contribution("awaiting", created.ts, rep or UNASSIGNED, team, SCOPE, None, AWAITING,
+                                info=created.source))
     if first_qualified is not None:
-        out.append(Contribution("qualified", first_qualified.ts, first_qualified.rep or UNASSIGNED, first_qualified.team, 1))
+        out.append(Contribution("qualified", first_qualified.ts, first_qualified.rep or UNASSIGNED, first_qualified.team,
+                                SCOPE, None, WINDOWED, _QUALIFIED))
     if first_meeting is not None:
         touches = sum(1 for f in facts if f.kind in TOUCH_KINDS and f.ts <= first_meeting.ts)
-        out.append(Contribution("meeting", first_meeting.ts, first_meeting.rep or UNASSIGNED, first_meeting.team, touches))
+        out.append(Contribution("meeting", first_meeting.ts, first_meeting.rep or UNASSIGNED, first_meeting.team, SCOPE,
+                                None, WINDOWED, ((_MEETINGS, 1), (_MEETING_TOUCHES, touches))))
     return out
 
 
@@ -196,13 +231,17 @@ def deal_contributions(facts: list[Fact]) -> list[Contribution]:
         if f.amount is not None:
             amount = f.amount
     for entered_stage, ts in entered.items():
-        out.append(Contribution("stage_entry", ts, owner, team, entered_stage))
+        out.append(Contribution("stage_entry", ts, owner, team, STAGES, entered_stage, WINDOWED, _STAGE_ENTRY))
     value = Decimal(amount) if amount is not None else Decimal(0)
     if outcome is None:
-        out.append(Contribution("open", created.ts, owner, team, (stage, value)))
+        out.append(Contribution("open", created.ts, owner, team, SCOPE, None, CURRENT,
+                                ((_S["open_deals"], 1), (_S["open_value"], value))))
+        out.append(Contribution("open", created.ts, owner, team, STAGES, stage or "", CURRENT,
+                                ((_G["open_deals"], 1), (_G["open_value"], value))))
     elif outcome.kind == "deal.won":
         cycle_ms = max(0, outcome.ts - created.ts)
-        out.append(Contribution("won", outcome.ts, owner, team, (value, cycle_ms)))
+        out.append(Contribution("won", outcome.ts, owner, team, SCOPE, None, WINDOWED,
+                                ((_S["deals_won"], 1), (_S["won_revenue"], value), (_S["cycle_ms"], cycle_ms))))
     else:
-        out.append(Contribution("lost", outcome.ts, owner, team, 1))
+        out.append(Contribution("lost", outcome.ts, owner, team, SCOPE, None, WINDOWED, _LOST))
     return out

@@ -1,8 +1,12 @@
-"""The in-memory aggregates of one partition: bucketed partial sums, current state, waiting leads.
+"""The in-memory aggregates of one partition: per dimension and label, rows of parts in time buckets.
 
 Aggregates are a *derived view* of the entity table: they are rebuilt from it when a partition is
 assigned (after Faust has recovered the table from its changelog), so they need no changelog of their
 own and can never disagree with the entity state after a crash.
+
+Windowed parts are kept in minute buckets (for ``1h``, ``24h``), local-day buckets (``today``, ``week``,
+``month``, ``quarter``) and an all-time total; current parts (open deals) in one row per label; waiting
+leads as the sorted creation times of each label, reduced to a count and the oldest when read.
 """
 
 from __future__ import annotations
@@ -11,21 +15,24 @@ from collections.abc import Iterable
 
 from sortedcontainers import SortedList
 
-from stream.kpi.aggregates import Agg
-from stream.kpi.facts import Contribution
-from stream.kpi.windows import DAYS_KEPT, MINUTE_WINDOWS, MINUTES_KEPT, DayCalendar, minute_of
+from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS, SCOPE
+from stream.kpi.facts import AWAITING, CURRENT, Contribution
+from stream.kpi.parts import Layout, Row
+from stream.kpi.windows import DAYS_KEPT, MINUTE_MS, MINUTE_WINDOWS, MINUTES_KEPT, DayCalendar, minute_of
 
-ScopeKey = tuple[str, "str | None"]  # (rep, team on the crediting event or None)
-OVER_CAP = "_over_cap"  # the rep/team label of contributions whose id did not fit under the cap
+OVER_CAP = "_over_cap"  # the label of contributions whose id did not fit under its dimension's cap
+Label = object  # (rep, team or None) in the scope dimension, a string (a stage) in the others
+_SCOPE_LAYOUT = DIMENSIONS["scope"].layout
+_AWAITING = _SCOPE_LAYOUT.index["leads_awaiting"]
+_OLDEST = _SCOPE_LAYOUT.minima["oldest_created"]
 
 
 class LabelCap:
     """Admits the first ``limit`` distinct ids; later new ids are counted under ``OVER_CAP``.
 
-    A flood of made-up rep or team ids would otherwise grow every per-scope structure (and the
-    Prometheus series) without bound. The admitted set only grows, so an id maps to the same scope
-    when its contribution is added and when it is retracted later. Team and overall figures stay
-    exact; only the per-rep (per-team) split of the over-cap ids is lost.
+    A flood of made-up ids would otherwise grow every per-label structure (and the Prometheus series)
+    without bound. The admitted set only grows, so an id maps to the same label when its contribution
+    is added and when it is retracted later. Totals stay exact; only the split of the over-cap ids is lost.
     """
 
     __slots__ = ("limit", "admitted", "over_cap")
@@ -45,25 +52,48 @@ class LabelCap:
         return OVER_CAP
 
 
+class DimensionAggregates:
+    """The buckets of one dimension in one partition."""
+
+    __slots__ = ("layout", "minutes", "days", "total", "current", "awaiting")
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.minutes: dict[Label, dict[int, Row]] = {}
+        self.days: dict[Label, dict[int, Row]] = {}
+        self.total: dict[Label, Row] = {}
+        self.current: dict[Label, Row] = {}
+        self.awaiting: dict[Label, SortedList] = {}  # created_at (ms) of leads waiting for a touch
+
+    def slot(self, table: dict[Label, Row], label: Label) -> Row:
+        row = table.get(label)
+        if row is None:
+            row = table[label] = self.layout.row()
+        return row
+
+    def bucket(self, table: dict[Label, dict[int, Row]], label: Label, bucket: int) -> Row:
+        buckets = table.get(label)
+        if buckets is None:
+            buckets = table[label] = {}
+        row = buckets.get(bucket)
+        if row is None:
+            row = buckets[bucket] = self.layout.row()
+        return row
+
+
 class PartitionAggregates:
     def __init__(
         self,
         calendar: DayCalendar,
-        sla_ms: int,
         lead_max_age_ms: int,
-        reps: LabelCap | None = None,
-        teams: LabelCap | None = None,
+        caps: dict[str, LabelCap] | None = None,
     ) -> None:
         self.calendar = calendar
-        self.reps = reps or LabelCap(10**9)
-        self.teams = teams or LabelCap(10**9)
-        self.sla_ms = sla_ms
         self.lead_max_age_ms = lead_max_age_ms
-        self.minutes: dict[ScopeKey, dict[int, Agg]] = {}
-        self.days: dict[ScopeKey, dict[int, Agg]] = {}
-        self.total: dict[ScopeKey, Agg] = {}
-        self.current: dict[ScopeKey, Agg] = {}  # open deals: no time dimension
-        self.awaiting: dict[ScopeKey, SortedList] = {}  # created_at (ms) of leads waiting for a touch
+        caps = caps or {}
+        self.reps = caps.get("reps") or LabelCap(10**9)
+        self.teams = caps.get("teams") or LabelCap(10**9)
+        self.dims = [DimensionAggregates(DIMENSIONS[name].layout) for name in DIMENSION_ORDER]
         # Buckets below these are not kept; both only move forward, so a contribution that was not
         # added to a bucket is never retracted from it either.
         self.minute_floor = -(2**62)
@@ -73,132 +103,133 @@ class PartitionAggregates:
         self.awaiting_floor = -(2**62)
 
     # --- writing -----------------------------------------------------------------------------------
-    def scope_of(self, rep: str, team: str | None) -> ScopeKey:
-        return self.reps(rep), None if team is None else self.teams(team)
+    def label_of(self, c: Contribution) -> Label:
+        if c.dim == SCOPE:
+            return self.reps(c.rep), None if c.team is None else self.teams(c.team)
+        return c.label
 
     def apply(self, contributions: Iterable[Contribution], sign: int) -> None:
-        for kind, ts, rep, team, value in contributions:
-            key = self.scope_of(rep, team)
-            if kind == "awaiting":
+        # The hot path (every event): lookups are hoisted and the label caps inlined.
+        dims, day_of = self.dims, self.calendar.day_of
+        reps, teams = self.reps, self.teams
+        minute_floor, day_floor = self.minute_floor, self.day_floor
+        for c in contributions:
+            dim = dims[c.dim]
+            if c.dim == SCOPE:
+                rep, team = c.rep, c.team
+                label = (rep if rep in reps.admitted else reps(rep),
+                         None if team is None else team if team in teams.admitted else teams(team))
+            else:
+                label = c.label
+            bucket = c.bucket
+            if bucket == AWAITING:
+                ts = c.ts
                 if ts < self.awaiting_floor:
                     continue
-                waiting = self.awaiting.get(key)
+                waiting = dim.awaiting.get(label)
                 if waiting is None:
-                    waiting = self.awaiting[key] = SortedList()
+                    waiting = dim.awaiting[label] = SortedList()
                 if sign > 0:
                     waiting.add(ts)
                 else:
                     waiting.remove(ts)
                 continue
-            if kind == "open":
-                stage, amount = value  # type: ignore[misc]
-                self._slot(self.current, key).apply_open(stage, amount, sign)
+            adds, hists = c.adds, c.hists
+            if bucket == CURRENT:
+                dim.slot(dim.current, label).add(adds, hists, sign)
                 continue
-            self._slot(self.total, key).apply_windowed(kind, value, sign, self.sla_ms)
-            minute = minute_of(ts)
-            if minute >= self.minute_floor:
-                self._bucket(self.minutes, key, minute).apply_windowed(kind, value, sign, self.sla_ms)
-            day = self.calendar.day_of(ts)
-            if day >= self.day_floor:
-                self._bucket(self.days, key, day).apply_windowed(kind, value, sign, self.sla_ms)
-
-    @staticmethod
-    def _slot(table: dict[ScopeKey, Agg], key: ScopeKey) -> Agg:
-        agg = table.get(key)
-        if agg is None:
-            agg = table[key] = Agg()
-        return agg
-
-    @staticmethod
-    def _bucket(table: dict[ScopeKey, dict[int, Agg]], key: ScopeKey, bucket: int) -> Agg:
-        buckets = table.get(key)
-        if buckets is None:
-            buckets = table[key] = {}
-        agg = buckets.get(bucket)
-        if agg is None:
-            agg = buckets[bucket] = Agg()
-        return agg
+            dim.slot(dim.total, label).add(adds, hists, sign)
+            ts = c.ts
+            minute = ts // MINUTE_MS
+            if minute >= minute_floor:
+                dim.bucket(dim.minutes, label, minute).add(adds, hists, sign)
+            day = day_of(ts)
+            if day >= day_floor:
+                dim.bucket(dim.days, label, day).add(adds, hists, sign)
 
     def expire(self, now_ms: int) -> None:
         """Drop buckets no window can read any more (call with a clock that only moves forward)."""
         minute_floor = minute_of(now_ms) - MINUTES_KEPT
-        if minute_floor > self.minute_floor:
-            self.minute_floor = minute_floor
-            _drop_below(self.minutes, minute_floor)
         day_floor = self.calendar.day_of(now_ms) - DAYS_KEPT
-        if day_floor > self.day_floor:
-            self.day_floor = day_floor
-            _drop_below(self.days, day_floor)
         awaiting_floor = now_ms - self.lead_max_age_ms
-        if awaiting_floor > self.awaiting_floor:
-            self.awaiting_floor = awaiting_floor
-            for key in list(self.awaiting):
-                waiting = self.awaiting[key]
-                del waiting[: waiting.bisect_left(awaiting_floor)]
-                if not waiting:
-                    del self.awaiting[key]
+        for dim in self.dims:
+            if minute_floor > self.minute_floor:
+                _drop_below(dim.minutes, minute_floor)
+            if day_floor > self.day_floor:
+                _drop_below(dim.days, day_floor)
+            if awaiting_floor > self.awaiting_floor:
+                for label in list(dim.awaiting):
+                    waiting = dim.awaiting[label]
+                    del waiting[: waiting.bisect_left(awaiting_floor)]
+                    if not waiting:
+                        del dim.awaiting[label]
+        self.minute_floor = max(self.minute_floor, minute_floor)
+        self.day_floor = max(self.day_floor, day_floor)
+        self.awaiting_floor = max(self.awaiting_floor, awaiting_floor)
 
-    def add_archived(self, totals: dict[ScopeKey, Agg]) -> None:
-        """Fold the all-time totals of retired entities back in (see KpiEngine.retire)."""
-        for key, agg in totals.items():
-            self._slot(self.total, key).merge(agg)
+    def add_archived(self, dim: int, label: Label, total: Row, days: dict[int, Row]) -> None:
+        """Fold retired entities' contributions back in (see KpiEngine.retire): their all-time total and
+        the day buckets still kept, so every window up to `quarter` stays exact."""
+        dims = self.dims[dim]
+        dims.slot(dims.total, label).merge(total)
+        for day, row in days.items():
+            if day >= self.day_floor:
+                dims.bucket(dims.days, label, day).merge(row)
 
     # --- reading -----------------------------------------------------------------------------------
-    def reduce(self, window: str, now_ms: int) -> dict[ScopeKey, Agg]:
-        """One Agg per scope for ``window`` at ``now_ms``, current state included."""
-        out: dict[ScopeKey, Agg] = {}
-        if window == "all":
-            for key, agg in self.total.items():
-                _into(out, key).merge(agg)
-        elif window in MINUTE_WINDOWS:
-            hi = minute_of(now_ms)
-            lo = hi - MINUTE_WINDOWS[window] + 1
-            _merge_range(out, self.minutes, lo, hi)
-        elif window == "today":
-            day = self.calendar.day_of(now_ms)
-            _merge_range(out, self.days, day, day)
-        elif window == "month":
-            days = self.calendar.month_days(now_ms)
-            _merge_range(out, self.days, days.start, days.stop - 1)
-        else:
-            raise ValueError(f"unknown window {window!r}")
-        for key, agg in self.current.items():
-            _into(out, key).merge(agg)
-        oldest_allowed = now_ms - self.lead_max_age_ms
-        for key, waiting in self.awaiting.items():
-            start = waiting.bisect_left(oldest_allowed)
-            stop = waiting.bisect_right(now_ms)
-            if stop > start:
-                agg = _into(out, key)
-                agg.awaiting += stop - start
-                agg.oldest_created = waiting[start]
+    def reduce(self, window: str, now_ms: int) -> list[dict[Label, Row]]:
+        """Per dimension, one row per label for ``window`` at ``now_ms``, current state included."""
+        out: list[dict[Label, Row]] = []
+        for dim in self.dims:
+            rows: dict[Label, Row] = {}
+            if window == "all":
+                for label, row in dim.total.items():
+                    _into(rows, label, dim.layout).merge(row)
+            elif window in MINUTE_WINDOWS:
+                hi = minute_of(now_ms)
+                _merge_range(rows, dim, dim.minutes, hi - MINUTE_WINDOWS[window] + 1, hi)
+            else:
+                days = self.calendar.days_of(window, now_ms)
+                _merge_range(rows, dim, dim.days, days.start, days.stop - 1)
+            for label, row in dim.current.items():
+                _into(rows, label, dim.layout).merge(row)
+            oldest_allowed = now_ms - self.lead_max_age_ms
+            for label, waiting in dim.awaiting.items():
+                start = waiting.bisect_left(oldest_allowed)
+                stop = waiting.bisect_right(now_ms)
+                if stop > start:
+                    row = _into(rows, label, dim.layout)
+                    row.v[_AWAITING] += stop - start
+                    row.lower(_OLDEST, waiting[start])
+            out.append(rows)
         return out
 
 
-def _into(out: dict[ScopeKey, Agg], key: ScopeKey) -> Agg:
-    agg = out.get(key)
-    if agg is None:
-        agg = out[key] = Agg()
-    return agg
+def _into(rows: dict[Label, Row], label: Label, layout: Layout) -> Row:
+    row = rows.get(label)
+    if row is None:
+        row = rows[label] = layout.row()
+    return row
 
 
-def _merge_range(out: dict[ScopeKey, Agg], table: dict[ScopeKey, dict[int, Agg]], lo: int, hi: int) -> None:
-    for key, buckets in table.items():
+def _merge_range(rows: dict[Label, Row], dim: DimensionAggregates, table: dict[Label, dict[int, Row]],
+                 lo: int, hi: int) -> None:
+    for label, buckets in table.items():
         target = None
         if len(buckets) <= hi - lo + 1:
-            selected = (agg for bucket, agg in buckets.items() if lo <= bucket <= hi)
+            selected = (row for bucket, row in buckets.items() if lo <= bucket <= hi)
         else:
             selected = (buckets[b] for b in range(lo, hi + 1) if b in buckets)
-        for agg in selected:
+        for row in selected:
             if target is None:
-                target = _into(out, key)
-            target.merge(agg)
+                target = _into(rows, label, dim.layout)
+            target.merge(row)
 
 
-def _drop_below(table: dict[ScopeKey, dict[int, Agg]], floor: int) -> None:
-    for key in list(table):
-        buckets = table[key]
+def _drop_below(table: dict[Label, dict[int, Row]], floor: int) -> None:
+    for label in list(table):
+        buckets = table[label]
         for bucket in [b for b in buckets if b < floor]:
             del buckets[bucket]
         if not buckets:
-            del table[key]
+            del table[label]

@@ -1,9 +1,9 @@
-"""Time buckets and the report windows of SPEC.md section 2.
+"""Time buckets and the report windows (docs/kpis.md, "Windows").
 
-Windowed KPIs are kept in minute buckets (for ``1h``/``24h``) and local-day buckets (for ``today`` and
-``month``), plus an all-time total. ``1h`` is ``[floor_minute(now) - 59 min, now]``: whole minutes, so
-minute buckets answer it exactly; ``today``/``month`` start at a local midnight, so day buckets answer
-them exactly.
+Windowed parts are kept in minute buckets (for ``1h``/``24h``) and local-day buckets (for ``today``,
+``week``, ``month`` and ``quarter``), plus an all-time total. ``1h`` is ``[floor_minute(now) - 59 min,
+now]``: whole minutes, so minute buckets answer it exactly; the others start at a local midnight, so day
+buckets answer them exactly.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-WINDOWS = ("1h", "24h", "today", "month", "all")
+WINDOWS = ("1h", "24h", "today", "week", "month", "quarter", "all")
 MINUTE_MS = 60_000
 MINUTE_WINDOWS = {"1h": 60, "24h": 1440}
-# Minute buckets older than the 24 h window are never read again; day buckets cover two months.
+# Minute buckets older than the 24 h window are never read again; day buckets cover the longest quarter
+# (92 days), which also holds the previous calendar month.
 MINUTES_KEPT = 1440
-DAYS_KEPT = 62
+DAYS_KEPT = 93
 
 
 def minute_of(ts_ms: int) -> int:
@@ -48,8 +49,22 @@ class DayCalendar:
 
     def month_days(self, now_ms: int) -> range:
         """Day numbers from the first of now's local month to now's local day, inclusive."""
+        return self.days_of("month", now_ms)
+
+    def days_of(self, window: str, now_ms: int) -> range:
+        """Day numbers of a day-aligned window (``today``, ``week``, ``month``, ``quarter``) at ``now_ms``."""
         today = self._local(now_ms).date()
-        return range(today.replace(day=1).toordinal(), today.toordinal() + 1)
+        if window == "today":
+            first = today
+        elif window == "week":
+            first = today.fromordinal(today.toordinal() - today.weekday())  # Monday
+        elif window == "month":
+            first = today.replace(day=1)
+        elif window == "quarter":
+            first = today.replace(month=3 * ((today.month - 1) // 3) + 1, day=1)
+        else:
+            raise ValueError(f"unknown window {window!r}")
+        return range(first.toordinal(), today.toordinal() + 1)
 
     def _local(self, ts_ms: int) -> datetime:
         return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(self.tz)

@@ -122,8 +122,8 @@ def receiver():
 
 @pytest.fixture
 def alertmanager(tmp_path):
-    """A real Alertmanager (Debian's prometheus-alertmanager, installed by stream.promstack when missing)."""
-    from stream import promstack
+    """A real Alertmanager (Debian's prometheus-alertmanager, installed by stream.local.promstack when missing)."""
+    from stream.local import promstack
 
     service = promstack.start_alertmanager(tmp_path / "am", port=free_port())
     yield service

@@ -8,9 +8,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from alerts.rules import RuleSet, parse_rules
-from stream.kpi.facts import Contribution
+from stream.kpi.catalogue import SCOPE
+from stream.kpi.facts import AWAITING, WINDOWED, Contribution
 from stream.roster import Roster, load_roster
-from stream.simulator import SalesFloor, SimEvent
+from stream.local.simulator import SalesFloor, SimEvent
 
 ROSTER_PATH = Path(__file__).resolve().parents[2] / "stream" / "roster.example.yaml"
 UTC = ZoneInfo("UTC")
@@ -32,15 +33,19 @@ def ms(text: str, tz: str = "UTC") -> int:
 
 
 def awaiting(ts: int, rep: str = "hana", team: str | None = None, source: str | None = "web") -> Contribution:
-    return Contribution("awaiting", ts, rep, team, source)
+    return Contribution("awaiting", ts, rep, team, SCOPE, None, AWAITING, info=source)
 
 
 def response(ts: int, rep: str = "hana", created: int = 0) -> Contribution:
-    return Contribution("response", ts, rep, None, max(0, ts - created))
+    return Contribution("response", ts, rep, None, SCOPE, None, WINDOWED, ((0, 1),), ((0, max(0, ts - created)),))
+
+
+def created(ts: int, rep: str = "hana") -> Contribution:
+    return Contribution("created", ts, rep, None, SCOPE, None, WINDOWED, ((0, 1),))
 
 
 def call(ts: int, rep: str = "hana") -> Contribution:
-    return Contribution("call", ts, rep, None, (True, 60_000))
+    return Contribution("call", ts, rep, None, SCOPE, None, WINDOWED, ((0, 1),))
 
 
 # A floor that alerts a lot: two simulated hours of the example roster, and lead SLA rules that fire,

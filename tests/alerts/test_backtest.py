@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from alerts.backtest import render, run_backtest
 from alerts.cli import alerts
 from stream.config import Settings
-from stream.simulator import SalesFloor
+from stream.local.simulator import SalesFloor
 from tests.alerts.helpers import roster, rules
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)

@@ -4,8 +4,7 @@ escalation and business hours, and no-activity rules that sleep outside business
 from __future__ import annotations
 
 from alerts.evaluate import ActivityTracker, LeadSlaTracker, evaluate_kpi_rule, evaluate_no_activity
-from stream.kpi.facts import Contribution
-from tests.alerts.helpers import awaiting, call, ms, response, roster, rules
+from tests.alerts.helpers import awaiting, call, created as created_lead, ms, response, roster, rules
 
 S, M = 1000, 60_000
 GRACE = 60_000
@@ -155,7 +154,7 @@ def test_event_time_waits_for_the_grace_then_decides_from_the_touch_time():
 
 def test_event_time_lead_touched_before_it_was_created():
     tr = tracker(event_time=True)
-    created = Contribution("created", T0, "hugo", None, 1)
+    created = created_lead(T0, "hugo")
     # The call (calls topic) was applied before the lead.created (leads topic): the lead never waited here.
     tr.on_change(0, "L:C", [], [created, response(T0 + 9 * M)], T0)
     assert events(tr, T0 + 9 * M + 30_000, grace=GRACE) == [("fire", "C", 0, T0 + 5 * M, "")]

@@ -88,6 +88,20 @@ def test_unknown_field_and_kpi():
     assert "rules.yaml:7: rules[0].treshold: Extra inputs are not permitted" in message
 
 
+def test_kpi_names_windows_and_sections_come_from_the_catalogue():
+    ok = parse_rules("rules: [{name: w, type: kpi, kpi: win_rate, window: quarter, op: '<', threshold: 0.2}]",
+                     "rules.yaml", env={})
+    assert ok.rules[0].window == "quarter"
+    message = _error("rules:\n  - {name: w, type: kpi, kpi: win_rate, window: fortnight, op: '<', threshold: 1}\n"
+                     "  - {name: q, type: kpi, kpi: quota_attainment, op: '<', threshold: 1}\n"
+                     "  - {name: s, type: kpi, kpi: stage_conversion, op: '<', threshold: 1}\n"
+                     "  - {name: t, type: kpi, kpi: won_revenue, scope: stage, op: '<', threshold: 1}\n")
+    assert "rules.yaml:2: rules[0].window: unknown window 'fortnight'; one of 1h, 24h, today, week, month, quarter, all" in message
+    assert "rules.yaml:3: rules[1]: quota_attainment is month to date: use window: month" in message
+    assert "rules.yaml:4: rules[2]: stage_conversion is reported per stage" in message
+    assert "rules.yaml:5: rules[3]: per-stage rules take one of open_deals, open_pipeline_value, stage_entries, stage_conversion" in message
+
+
 def test_cross_checks():
     text = """\
 rules:

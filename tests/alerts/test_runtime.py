@@ -15,6 +15,7 @@ from alerts.sinks.base import QueuedSink, Redactor, RetryPolicy, new_stats
 from alerts.state import MemoryAlertStore, Mute
 from stream.events import EventValidator
 from stream.kpi.engine import EngineConfig, KpiEngine
+from stream.kpi.snapshot import Snapshot
 from tests.alerts.helpers import roster, rules
 
 S, M = 1000, 60_000
@@ -168,11 +169,10 @@ async def test_global_rules_fire_after_for_and_are_held_back_on_an_incomplete_vi
     w.dispatcher.start()
     docs = {"value": 5, "incomplete": False}
 
-    async def doc(window: str) -> dict:
-        d = {"as_of": at(clock[0]), "overall": {"leads_awaiting_response": docs["value"]}, "teams": {}, "reps": {}}
-        if docs["incomplete"]:
-            d["incomplete"] = {"missing_partitions": ["leads:2"], "unreachable_workers": []}
-        return d
+    async def doc(window: str) -> Snapshot:
+        incomplete = {"missing_partitions": ["leads:2"], "unreachable_workers": []} if docs["incomplete"] else None
+        values = {"overall": {"leads_awaiting_response": docs["value"]}, "teams": {}, "reps": {}}
+        return Snapshot(window, clock[0], values, incomplete)
 
     for second in range(0, 200, 2):
         clock[0] = T0 + second * S
@@ -211,10 +211,10 @@ async def test_stage_scope_rules():
     w = Worker(store, rec, clock, "w", ruleset)
     w.dispatcher.start()
 
-    async def doc(window: str) -> dict:
-        return {"as_of": at(clock[0]), "overall": {}, "teams": {}, "reps": {},
-                "stages": {"prospecting": {"stage_conversion": 0.1}, "proposal": {"stage_conversion": 0.5},
-                           "negotiation": {"stage_conversion": None}}}
+    async def doc(window: str) -> Snapshot:
+        return Snapshot(window, clock[0], {"overall": {}, "teams": {}, "reps": {},
+                        "stages": {"prospecting": {"stage_conversion": 0.1}, "proposal": {"stage_conversion": 0.5},
+                                   "negotiation": {"stage_conversion": None}}})
 
     await w.runtime.evaluate_global(doc)
     await settle(w)

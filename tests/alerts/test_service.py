@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.rules import load_rules
-from alerts.service import AlertCollector, AlertsStartupError, RulesWatcher, attach_alerts
+from alerts.service import AlertCollector, AlertsStartupError, watch_rules, attach_alerts
 from stream.config import Settings
 
 GOOD = "rules:\n  - {name: sla, type: lead_sla, deadline: 5m}\n"
@@ -44,16 +44,16 @@ def test_alerts_can_be_switched_off(tmp_path, monkeypatch):
 def test_rules_reload_on_change_and_sighup_keeps_the_last_good(tmp_path):
     path = tmp_path / "rules.yaml"
     path.write_text(GOOD)
-    watcher = RulesWatcher(path, Settings(), load_rules(path))
+    watcher = watch_rules(path, Settings(), load_rules(path))
     assert watcher.poll() is None  # unchanged
     path.write_text(GOOD.replace("5m", "7m"))
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
-    watcher._checked = 0
+    watcher._checked = float("-inf")  # a second later
     assert watcher.poll().by_name["sla"].deadline == 420
     path.write_text("rules: [{name: sla, type: lead_sla, deadline: never}]")
-    watcher.hup = True  # SIGHUP: reload now, even without a new mtime
+    watcher.reload_now()  # SIGHUP: reload now, even without a new mtime
     assert watcher.poll() is None and watcher.failures == 1
-    assert watcher.rules.by_name["sla"].deadline == 420  # the previous rules stay
+    assert watcher.value.by_name["sla"].deadline == 420  # the previous rules stay
 
 
 def test_collector_exports_gauges_at_scrape_time():

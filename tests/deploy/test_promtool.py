@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream import promstack
+from stream.local import promstack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO_ROOT / "deploy" / "prometheus"

@@ -13,7 +13,7 @@ import yaml
 
 from grafana import generate
 from grafana.common import DATASOURCE, WORKER_JOB, panel_queries
-from stream.kpi_metrics import CURRENT, QUOTA, WINDOWED
+from stream.kpi.catalogue import exported_per_scope, MONTH, NOW, WINDOW, WINDOW_AND_NOW
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = REPO_ROOT / "grafana"
@@ -103,9 +103,9 @@ def test_drilldown_covers_every_kpi_with_team_and_rep_variables(dashboards):
     doc = dashboards["drilldown.json"]
     assert [v["name"] for v in doc["templating"]["list"]] == ["team", "rep"]
     exprs = [t["expr"] for _, t in panel_queries(doc)]
-    for spec in (*WINDOWED, *CURRENT, QUOTA):
+    for spec in exported_per_scope(WINDOW, WINDOW_AND_NOW, NOW, MONTH):
         for var in ("$team", "$rep"):
-            assert any(spec.name + "{" in e and var in e for e in exprs), (spec.name, var)
+            assert any(spec.metric.name + "{" in e and var in e for e in exprs), (spec.metric.name, var)
     windowed = [e for e in exprs if "window=~" in e]
     assert windowed and all('window=~"1h|24h|today"' in e for e in windowed)
     assert any("kpi_stage_entries" in e for e in exprs)  # the funnel by stage
@@ -130,7 +130,7 @@ def test_dashboards_json_is_valid_for_provisioning():
 
 
 def test_the_wall_page_and_the_grafana_wall_show_the_same_tiles(dashboards):
-    from stream.wall import tiles
+    from stream.worker.wall import tiles
 
     wall = {p["title"]: p for p in dashboards["wall.json"]["panels"]}
     for tile in tiles.HEADLINES:

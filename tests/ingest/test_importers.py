@@ -1,5 +1,5 @@
 """Importing the public data sets in ../shared/data: events by type match the source rows (counted here
-straight from the CSV files), output is in SPEC order and contract-valid, and the mappings hold."""
+straight from the CSV files), output is in event order and contract-valid, and the mappings hold."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ import pytest
 
 from stream.config import Settings
 from stream.events import LIFECYCLE_RANK, EventValidator
-from stream.importers.common import Clock, ImportFailed, ImportReport, write_events
-from stream.importers.maven_crm import maven_events
-from stream.importers.olist import olist_events
+from stream.ingest.importers.common import Clock, ImportFailed, ImportReport, write_events
 from tests.conftest import REPO_ROOT
 
 OLIST_LEADS = "olist_marketing_qualified_leads_dataset.csv"

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from stream.config import load_settings
-from stream.importers.run import import_main
-from stream.replay import replay
+from stream.ingest.importers.run import import_main
+from stream.local.replay import replay
 from tests.conftest import BOOTSTRAP, wait_for
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ def _expected(data) -> dict:
             won = datetime.fromisoformat(row["won_date"]).replace(tzinfo=timezone.utc)
             elapsed_ms = (won - contact[row["mql_id"]]) // timedelta(milliseconds=1)
             for scope in (row["sr_id"], "*overall*"):
-                cycles[scope].append(max(0, elapsed_ms))  # SPEC floors the cycle at 0
+                cycles[scope].append(max(0, elapsed_ms))  # the cycle is floored at 0
                 revenue[scope] += float(row["declared_monthly_revenue"] or 0)
     return {scope: (len(ms), sum(ms) / len(ms) / DAY_MS, revenue[scope]) for scope, ms in cycles.items()}
 

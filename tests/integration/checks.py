@@ -10,13 +10,13 @@ from tests.conftest import PARTITIONS
 from tests.oracle.batch_kpis import compute_kpis, drop_too_late, event_clock_now, kafka_partition, load_roster_yaml
 from tests.oracle.compare import assert_same
 
-SPEC_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
-WINDOWS = ("all", "1h", "24h", "today", "month")
+DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
+WINDOWS = ("all", "1h", "24h", "today", "week", "month", "quarter")
 
 
 def spec_part(doc: dict) -> dict:
     assert "incomplete" not in doc, doc.get("incomplete")
-    return {k: doc[k] for k in SPEC_KEYS}
+    return {k: doc[k] for k in DOCUMENT_KEYS}
 
 
 def oracle_answers(log, roster_file, timezone: str = "UTC", windows=WINDOWS) -> dict[str, dict]:

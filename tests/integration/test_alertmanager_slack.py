@@ -12,7 +12,7 @@ import pytest
 from alerts.model import Transition, new_instance
 from alerts.notification import build
 from alerts.sinks.alertmanager import AlertmanagerSink
-from stream import promstack
+from stream.local import promstack
 from tests.alerts.conftest import receiver  # noqa: F401  (fixture)
 from tests.alerts.helpers import roster, rules
 from tests.conftest import free_port, wait_for

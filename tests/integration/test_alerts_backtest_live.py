@@ -14,7 +14,7 @@ import pytest
 from alerts.backtest import run_backtest
 from alerts.rules import load_rules
 from stream.config import load_settings
-from stream.simulator import SalesFloor
+from stream.local.simulator import SalesFloor
 from tests.alerts.conftest import forget_alert_state, receiver  # noqa: F401  (fixtures)
 from tests.alerts.helpers import roster
 from tests.conftest import wait_for

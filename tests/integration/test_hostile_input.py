@@ -54,7 +54,7 @@ pytestmark = pytest.mark.integration
 
 RSS_LIMIT_BYTES = 1024**3
 WINDOWS = ("all", "1h", "24h", "today", "month")
-SPEC_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
+DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
 # What a worker's log must never show: Faust logs "Crashed reason=..." for an agent that raised and
 # "Restarting ..." when its supervisor starts it again; any traceback means an unhandled error.
 CRASH_SIGNS = re.compile(r"Traceback|[Cc]rash|[Rr]estart|internal_error")
@@ -279,7 +279,7 @@ def run_hostile_corpus(make_deployment, tmp_path, *, seed, bad_count, huge, n_le
             doc = worker.kpis(window)
             assert "incomplete" not in doc, doc.get("incomplete")
             expected = compute_kpis(corpus.accepted, window, now, timezone="UTC", roster=roster)
-            assert_same({k: doc[k] for k in SPEC_KEYS}, expected, path=window)
+            assert_same({k: doc[k] for k in DOCUMENT_KEYS}, expected, path=window)
         reps_in_metrics = {s.labels.get("rep") for f in text_string_to_metric_families(text) for s in f.samples}
         hostile_reps = {e["rep_id"] for e in corpus.accepted if e["event_id"].startswith("hv-")}
         assert hostile_reps <= reps_in_metrics, sorted(hostile_reps - reps_in_metrics)[:5]

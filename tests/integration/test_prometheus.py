@@ -23,7 +23,7 @@ import yaml
 from grafana import wall
 from grafana.common import panel_queries
 from grafana.generate import build_all
-from stream import promstack
+from stream.local import promstack
 from stream.config import PACKAGE_DIR
 from tests.conftest import Deployment, wait_for
 

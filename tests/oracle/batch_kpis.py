@@ -1,4 +1,5 @@
-"""Independent batch oracle for the `/kpis` snapshot, derived only from SPEC.md sections 1-4.
+"""Independent batch oracle for the `/kpis` snapshot, derived only from the written definitions
+(docs/events.md and docs/kpis.md; the project lead's contract, sections 1-4).
 
 It recomputes every KPI from a plain list of accepted events, with no streaming, no buckets and no sketches,
 so integration tests can compare the streaming worker against it. Clarity over speed: ~50k events take
@@ -6,7 +7,7 @@ well under a few seconds.
 
 Public functions:
   compute_kpis(events, window, now, *, sla_seconds, timezone, roster, stages, lead_max_age_seconds)
-  drop_too_late(events_with_partition, rejected=None)   -- SPEC §2 too-late rule, event-clock mode
+  drop_too_late(events_with_partition, rejected=None)   -- the too-late rule, event-clock mode
   topic_and_key(event), kafka_partition(key, n)         -- routing as a replay would do it (murmur2)
   event_clock_now(events)                               -- largest occurred_at (KPI_CLOCK=event)
   parse_ts(text), floor_minute(dt), window_bounds(window, now, tz), load_roster_yaml(path)
@@ -73,11 +74,11 @@ from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 UTC = _tz.utc
-WINDOWS = ("1h", "24h", "today", "month", "all")
+WINDOWS = ("1h", "24h", "today", "week", "month", "quarter", "all")
 DEFAULT_STAGES = ("prospecting", "qualification", "proposal", "negotiation")
 TOO_LATE = timedelta(hours=25)
 
-# SPEC §1 "Order of events": (occurred_at, lifecycle rank, event_id). Lead and deal types never meet in
+# "Order of events" (docs/events.md): (occurred_at, lifecycle rank, event_id). Lead and deal types never meet in
 # one ordering, so one table serves both.
 RANK = {
     "lead.created": 0,
@@ -131,16 +132,23 @@ def _us(td: timedelta) -> int:
 
 
 def window_bounds(window: str, now: datetime, tz: str = "UTC") -> tuple[datetime | None, datetime | None]:
-    """Inclusive [start, end] of a window (SPEC §2); (None, None) for `all` (no bound at all)."""
+    """Inclusive [start, end] of a window (docs/kpis.md); (None, None) for `all` (no bound at all)."""
     if window == "1h":
         return floor_minute(now) - timedelta(minutes=59), now
     if window == "24h":
         return floor_minute(now) - timedelta(minutes=1439), now
-    if window in ("today", "month"):
+    if window in ("today", "week", "month", "quarter"):
         zone = ZoneInfo(tz)
         local = now.astimezone(zone)
-        day = 1 if window == "month" else local.day
-        start = datetime(local.year, local.month, day, tzinfo=zone)
+        if window == "today":
+            first = local.date()
+        elif window == "week":  # the local Monday
+            first = local.date() - timedelta(days=local.weekday())
+        elif window == "month":
+            first = local.date().replace(day=1)
+        else:  # the first day of the calendar quarter
+            first = local.date().replace(month=3 * ((local.month - 1) // 3) + 1, day=1)
+        start = datetime(first.year, first.month, first.day, tzinfo=zone)
         return start.astimezone(UTC), now
     if window == "all":
         return None, None
@@ -156,7 +164,7 @@ def drop_too_late(
     events_with_partition: Iterable[tuple[str, int, dict]],
     rejected: list[dict] | None = None,
 ) -> list[dict]:
-    """SPEC §2 too-late rule in event-clock mode.
+    """The too-late rule in event-clock mode (docs/kpis.md, "Time").
 
     Input: (topic, partition, event) in arrival order. W is the largest occurred_at processed before the
     event from the same (topic, partition); the event is too late when occurred_at < floor_minute(W) - 25 h.
@@ -179,7 +187,7 @@ def drop_too_late(
 
 
 def topic_and_key(event: dict) -> tuple[str, str]:
-    """SPEC §1 routing: ("leads"|"calls"|"deals", key) -- key = lead_id, else call_id for calls; deal_id."""
+    """Routing (docs/events.md): ("leads"|"calls"|"deals", key) -- key = lead_id, else call_id for calls; deal_id."""
     t = event["type"]
     if t in DEAL_TYPES:
         return "deals", event["deal_id"]
@@ -291,7 +299,7 @@ def compute_kpis(
         return (w_start is None or ts >= w_start) and (w_end is None or ts <= w_end)
 
     def team_of(ev: _Ev | None, rep: str) -> str:
-        # SPEC §1/§3: the team on the crediting event, else the rep's roster team, else `unassigned`.
+        # Crediting: the team on the crediting event, else the rep's roster team, else `unassigned`.
         if ev is not None and ev.get("team"):
             return ev.get("team")
         return (roster.get(rep) or {}).get("team") or "unassigned"
@@ -562,7 +570,7 @@ def compute_kpis(
 
 # ---------------------------------------------------------------------------------------------- CLI --
 def load_roster_yaml(path: str) -> dict[str, dict]:
-    """Roster YAML (SPEC §4: `reps: [{rep_id, team, monthly_quota, ...}]`) -> {rep_id: {team, monthly_quota}}."""
+    """Roster YAML (`reps: [{rep_id, team, monthly_quota, ...}]`) -> {rep_id: {team, monthly_quota}}."""
     import yaml
 
     with open(path, encoding="utf-8") as fh:

@@ -1,7 +1,7 @@
 """Comparison of two /kpis documents: keys and nulls exact, numbers to 1e-9 relative.
 
 Percentiles are exact until a scope has more than 4,096 distinct response times; then the engine keeps
-them on a log grid with under 0.5 % relative error (the sketch SPEC section 3 allows, up to 1 %). Large
+them on a log grid with under 0.5 % relative error (docs/kpis.md; the contract allows up to 1 %). Large
 logs (the soak) compare them with ``percentile_rel=0.005``.
 """
 

@@ -1,5 +1,5 @@
 """A deterministic corpus of hostile and malformed Kafka messages, each labelled with the dead-letter reason
-the worker must give it (SPEC §1 "Invalid input"), plus valid events whose strings are hostile but legal.
+the worker must give it (docs/events.md, "Invalid input"), plus valid events whose strings are hostile but legal.
 
 * `make_bad_messages(seed, count, huge)` -> `[BadMessage]`: `count` messages spread evenly over CATEGORIES
   (invalid UTF-8, truncated JSON, deep nesting, oversize, wrong types, NaN/Infinity, huge numbers, negative
@@ -27,8 +27,8 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-MAX_EVENT_BYTES = 64 * 1024  # SPEC §1: a message over 64 KiB is dead-lettered `oversize`
-TOPIC_MAX_MESSAGE_BYTES = 1024 * 1024  # max.message.bytes of the topics (stream/stack.py)
+MAX_EVENT_BYTES = 64 * 1024  # a message over 64 KiB is dead-lettered `oversize`
+TOPIC_MAX_MESSAGE_BYTES = 1024 * 1024  # max.message.bytes of the topics (stream/local/stack.py)
 # The largest unkeyed value a 1 MiB topic accepts: one record batch is a 61-byte header plus the record
 # (length 3, attributes 1, timestamp delta 1, offset delta 1, key length 1, value length 3, header count 1).
 # Checked against the real broker by tests/integration/test_hostile_input.py.
@@ -39,7 +39,7 @@ TOPIC_OF_TYPE = {
     "lead.qualified": "leads", "lead.disqualified": "leads", "call.logged": "calls",
     "deal.created": "deals", "deal.stage_changed": "deals", "deal.won": "deals", "deal.lost": "deals",
 }
-# Required fields beyond event_id/type/occurred_at, per type (SPEC §1).
+# Required fields beyond event_id/type/occurred_at, per type (docs/events.md).
 REQUIRED = {
     "lead.created": ("lead_id",), "lead.assigned": ("lead_id", "rep_id"),
     "lead.touched": ("lead_id", "rep_id", "channel"), "meeting.booked": ("lead_id", "rep_id"),

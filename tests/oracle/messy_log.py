@@ -2,8 +2,8 @@
 
 `make_messy_log(seed)` returns `[(topic_suffix, key, event), ...]`: topic_suffix in {"leads", "calls",
 "deals"}; key = lead_id (leads, calls with a lead), call_id (calls without a lead), deal_id (deals).
-Every event is valid per SPEC §1; nothing here should be dead-lettered except the events whose event_id
-contains TOO_LATE_MARK, which are too late (SPEC §2) whatever the partition count and partitioner:
+Every event is valid per docs/events.md; nothing here should be dead-lettered except the events whose event_id
+contains TOO_LATE_MARK, which are too late (docs/kpis.md, "Time") whatever the partition count and partitioner:
 
 * each too-late event is emitted LAST, with occurred_at in the first 12 h of the span, and its own key
   already carries an event on the same topic at least 26 h newer (same key => same partition), so its
@@ -55,7 +55,7 @@ _OUTCOMES = ("connected",) * 9 + ("no_answer",) * 5 + ("voicemail",) * 3 + ("bus
 
 
 def roster_yaml(roster: dict[str, dict] = DEFAULT_ROSTER) -> str:
-    """The roster as a YAML document (SPEC §4 shape: teams + reps) for the worker's KPI_ROSTER."""
+    """The roster as a YAML document (teams + reps, as in stream/roster.example.yaml) for the worker's KPI_ROSTER."""
     lines = ["teams:"]
     for team in sorted({v["team"] for v in roster.values()}):
         lines.append(f"  - name: {team}")

@@ -1,4 +1,4 @@
-"""Settings (SPEC.md section 5): defaults, environment, the KPI_CONFIG file, one-line errors, hidden secrets."""
+"""Settings (README, Configuration): defaults, environment, the KPI_CONFIG file, one-line errors, hidden secrets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from stream.config import PACKAGE_DIR, REPO_ROOT, ConfigError, Settings, load_settings
 
-# SPEC.md section 5, verbatim: variable -> default (None = unset).
-SPEC_DEFAULTS = {
+# The contract's settings: variable -> default (None = unset).
+CONTRACT_DEFAULTS = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
     "KPI_TOPIC_PREFIX": "sales.",
     "KPI_APP_ID": "kpi-monitor",
@@ -49,7 +49,7 @@ def _value(settings: Settings, variable: str):
     return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
 
-@pytest.mark.parametrize("variable, default", SPEC_DEFAULTS.items())
+@pytest.mark.parametrize("variable, default", CONTRACT_DEFAULTS.items())
 def test_defaults_are_spec_section_5(variable, default):
     assert _value(load_settings(), variable) == default
 

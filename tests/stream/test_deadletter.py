@@ -1,4 +1,4 @@
-"""Dead-letter records (SPEC.md section 1): reason, detail, source position, size, sha256 and the payload."""
+"""Dead-letter records (docs/events.md): reason, detail, source position, size, sha256 and the payload."""
 
 from __future__ import annotations
 

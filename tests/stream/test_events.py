@@ -1,4 +1,4 @@
-"""The event contract (SPEC.md section 1): what `EventValidator.validate` accepts, and why it refuses the rest.
+"""The event contract (docs/events.md): what `EventValidator.validate` accepts, and why it refuses the rest.
 
 Every dead-letter reason except `too_late` and `entity_full` (decided by the engine, see tests/stream/kpi) is produced
 here by at least one raw message; a fuzz test checks that nothing but an Event or an InvalidEvent with a

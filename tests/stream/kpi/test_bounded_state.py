@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import orjson
 import pytest
 
 from stream.events import EventValidator, InvalidEvent, epoch_ms
 from stream.kpi.engine import GROUP_OF_TOPIC, EngineConfig, KpiEngine, archive_key
+from stream.kpi.catalogue import SCOPE
 from stream.kpi.snapshot import build_snapshot, merge_partials
 from stream.kpi.store import OVER_CAP
 from stream.kpi.windows import WINDOWS
@@ -91,7 +92,7 @@ class Worker:
     def snapshots(self, now_ms: int) -> dict:
         return {
             w: build_snapshot(merge_partials(self.engine.partials(w, now_ms).values()), window=w, now_ms=now_ms,
-                              roster=ROSTER, stages=STAGES)
+                              roster=ROSTER, stages=STAGES).document()
             for w in WINDOWS
         }
 
@@ -203,10 +204,10 @@ def test_waiting_leads_older_than_lead_max_age_are_dropped_from_memory():
     for i in range(50):
         worker.apply(t0, {"event_id": f"c{i}", "type": "lead.created", "occurred_at": stamp(t0), "lead_id": f"L{i}", "rep_id": "hana"})
     state = worker.engine.partitions
-    assert sum(len(w) for s in state.values() for w in s.aggregates.awaiting.values()) == 50
+    assert sum(len(w) for s in state.values() for w in s.aggregates.dims[SCOPE].awaiting.values()) == 50
     later = t0 + 8 * DAY_MS
     worker.engine.expire(later)
-    assert sum(len(w) for s in state.values() for w in s.aggregates.awaiting.values()) == 0
+    assert sum(len(w) for s in state.values() for w in s.aggregates.dims[SCOPE].awaiting.values()) == 0
     # A touch after the drop retracts nothing twice and counts the response
     worker.apply(later, {"event_id": "t", "type": "lead.touched", "occurred_at": stamp(later), "lead_id": "L1",
                          "rep_id": "hana", "channel": "sms"})
@@ -240,6 +241,6 @@ def test_a_flood_of_rep_and_team_ids_is_capped_and_totals_stay_exact():
     assert snap["teams"][OVER_CAP]["leads_created"] == sum(
         v["leads_created"] for t, v in exact["teams"].items() if t not in snap["teams"])
     assert snap["overall"] == exact["overall"]
-    assert capped.engine.reps.over_cap >= 2950
+    assert capped.engine.caps["reps"].over_cap >= 2950
     with pytest.raises(KeyError):
         snap["reps"]["bot-2999"]

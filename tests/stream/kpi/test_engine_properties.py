@@ -183,7 +183,7 @@ def event_logs(draw, created_first: bool = False):
 
 # --------------------------------------------------------------------------------------- running --
 def route(doc: dict) -> tuple[str, str]:
-    """(topic suffix, Kafka key) as a producer following SPEC section 1 would choose them."""
+    """(topic suffix, Kafka key) as a producer following docs/events.md would choose them."""
     topic = TOPIC_OF_TYPE[doc["type"]]
     if topic == "deals":
         return topic, doc["deal_id"]
@@ -221,7 +221,7 @@ class Cluster:
 
     def snapshot(self, window: str, now_ms: int) -> dict:
         merged = merge_partials(part for e in self.engines for part in e.partials(window, now_ms).values())
-        return build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES)
+        return build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES).document()
 
     def snapshots(self, now_ms: int) -> dict:
         return {w: self.snapshot(w, now_ms) for w in WINDOWS}
@@ -352,7 +352,7 @@ def test_E_wall_clock_with_too_late_and_expiry_equals_oracle(data, docs, tz, ext
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     for window in WINDOWS:
         merged = merge_partials(engine.partials(window, now_ms).values())
-        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES)
+        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES).document()
         expected = compute_kpis(accepted, window, now, timezone=tz, roster=ORACLE_ROSTER, stages=STAGES)
         assert_same(snap, expected, path=f"{window}@{tz}")
 
@@ -391,7 +391,7 @@ def test_messy_log_matches_oracle_including_too_late(seed, tz, partitions, worke
     assert now_ms == epoch_ms(now)
     for window in WINDOWS:
         merged = merge_partials(part for e in engines for part in e.partials(window, now_ms).values())
-        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=roster, stages=STAGES)
+        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=roster, stages=STAGES).document()
         assert_same(snap, compute_kpis(accepted, window, now, timezone=tz, roster=DEFAULT_ROSTER, stages=STAGES),
                     path=f"{window}@{tz}")
 
@@ -504,10 +504,10 @@ def test_deal_created_before_its_outcome_counts_its_amount():
 
 
 @pytest.mark.xfail(strict=True, reason="spec ambiguity, open: for a deal.created timed after its outcome the oracle "
-                   "counts its stage entry but not its amount; the engine counts neither (SPEC: 'events after the "
+                   "counts its stage entry but not its amount; the engine counts neither (docs/kpis.md: 'events after the "
                    "outcome change nothing')")
 def test_deal_created_after_its_outcome_sets_nothing_like_the_oracle():
-    # SPEC: events with occurred_at after the outcome change nothing, the defining deal.created included.
+    # Events with occurred_at after the outcome change nothing, the defining deal.created included.
     docs = _deal_docs("2026-11-20T10:00:01Z", "2026-11-20T10:00:00Z")  # clocks one second apart
     cluster = Cluster("UTC")
     cluster.feed(docs)
@@ -537,7 +537,7 @@ def test_the_longest_call_the_contract_allows_is_counted_and_longer_ones_are_ref
 
 @pytest.mark.xfail(strict=True, reason="BUG (minor): stream/kpi/store.py:97-99 reads whole minute (and day) buckets, "
                                        "so in wall-clock mode an accepted event 20 s after `now` in the same minute "
-                                       "counts in 1h/24h/today/month; SPEC section 2 windows end at `now` "
+                                       "counts in 1h/24h/today/month; windows end at `now` "
                                        "(expected 0, got 1)")
 def test_event_after_now_in_the_same_minute_is_not_in_the_window_yet():
     wall = epoch_ms(datetime(2026, 11, 20, 12, 0, 30, tzinfo=UTC))
@@ -547,6 +547,6 @@ def test_event_after_now_in_the_same_minute_is_not_in_the_window_yet():
     counts = {}
     for window in WINDOWS:
         merged = merge_partials(engine.partials(window, wall).values())
-        snap = build_snapshot(merged, window=window, now_ms=wall, roster=ROSTER, stages=STAGES)
+        snap = build_snapshot(merged, window=window, now_ms=wall, roster=ROSTER, stages=STAGES).document()
         counts[window] = snap["overall"]["leads_created"]
     assert counts == {"1h": 0, "24h": 0, "today": 0, "month": 0, "all": 1}

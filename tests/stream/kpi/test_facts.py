@@ -15,7 +15,12 @@ contribution = st.builds(
     ts=st.integers(0, 3),
     rep=st.sampled_from(["a", "b"]),
     team=st.none(),
-    value=st.integers(0, 2),
+    dim=st.just(0),
+    label=st.none(),
+    bucket=st.just(0),
+    adds=st.tuples(st.tuples(st.just(0), st.integers(0, 2))),
+    hists=st.just(()),
+    info=st.none(),
 )
 
 
@@ -40,5 +45,5 @@ def test_shared_head_and_tail(head, old_mid, tail, new_mid):
 
 
 def test_unchanged_is_empty():
-    same = [Contribution("created", 1, "a", None, 1)]
+    same = [Contribution("created", 1, "a", None, 0, None, 0, ((0, 1),))]
     assert diff_contributions(same, list(same)) == ([], [])

@@ -1,0 +1,330 @@
+"""The KPI catalogue: every part, dimension, section and KPI, declared once (docs/kpis.md).
+
+Everything that shows a KPI reads it from here: the ``/kpis`` document (``stream.kpi.snapshot``), the
+Prometheus exporter, ``kpi-monitor kpis``, the alert rules' check of ``kpi:`` names, the dashboards'
+metric names and the KPI tables of docs/kpis.md and the README (a test compares them).
+
+The vocabulary is that of a semantic layer: *parts* are additive measures (``stream.kpi.parts``);
+*dimensions* are what parts are kept by (the crediting rep and team, the stage); *sections* are the
+groupings of the ``/kpis`` document, each read from one dimension; a *KPI* is a formula over the merged
+parts of one label of a section in one window. A ratio is computed from merged sums, never averaged.
+
+Adding a KPI over existing parts is one ``Kpi(...)`` below plus its test. A KPI that needs a new part
+declares it in ``PARTS`` and the entity derivation that fills it (``stream.kpi.facts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from stream.kpi.parts import COUNT, HISTOGRAM, MINIMUM, MONEY, SUM, Layout, Part, ResponseHistogram, Row
+
+# --- parts ----------------------------------------------------------------------------------------------
+PARTS: dict[str, Part] = {p.name: p for p in (
+    Part("leads_created", COUNT, "leads whose defining lead.created is in the bucket"),
+    Part("leads_responded", COUNT, "leads whose first touch is in the bucket"),
+    Part("response_ms", SUM, "sum of their response times (ms)"),
+    Part("responses_within_sla", COUNT, "responses within KPI_SLA_SECONDS"),
+    Part("response_hist", HISTOGRAM, "their response times (ms), exact then folded"),
+    Part("leads_qualified", COUNT, "leads whose first lead.qualified is in the bucket"),
+    Part("meetings", COUNT, "leads whose first meeting.booked is in the bucket"),
+    Part("meeting_touches", SUM, "their touches up to that booking"),
+    Part("calls", COUNT, "call.logged events"),
+    Part("calls_connected", COUNT, "connected calls"),
+    Part("talk_ms", SUM, "talk time of connected calls (ms)"),
+    Part("deals_won", COUNT, "deals whose outcome (won) is in the bucket"),
+    Part("won_revenue", MONEY, "their final amounts"),
+    Part("cycle_ms", SUM, "their deal.created-to-won times (ms)"),
+    Part("deals_lost", COUNT, "deals whose outcome (lost) is in the bucket"),
+    Part("stage_entries", COUNT, "deals whose first entry into the stage is in the bucket"),
+    Part("open_deals", COUNT, "deals without an outcome", windowed=False),
+    Part("open_value", MONEY, "current amounts of the deals without an outcome (per stage: in that stage)", windowed=False),
+    Part("leads_awaiting", COUNT, "leads waiting for a first touch, within lead_max_age", windowed=False),
+    Part("oldest_created", MINIMUM, "creation time (ms) of the oldest of them", windowed=False),
+)}
+
+
+# --- dimensions and sections ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dimension:
+    """What parts are kept by. ``cap`` names the setting that bounds its distinct labels, if any."""
+
+    name: str
+    parts: tuple[str, ...]
+    doc: str
+
+    @property
+    def layout(self) -> Layout:
+        return _LAYOUTS[self.name]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A grouping of the ``/kpis`` document, read from one dimension."""
+
+    name: str
+    dimension: str
+    doc: str
+
+
+SCOPE_PARTS = tuple(name for name in PARTS if name != "stage_entries")
+DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
+    Dimension("scope", SCOPE_PARTS,
+              "the crediting rep and the team on the crediting event (the roster's team is resolved when read); "
+              "labels past KPI_MAX_REPS / KPI_MAX_TEAMS count as `_over_cap`"),
+    Dimension("stages", ("stage_entries", "open_deals", "open_value"), "the deal's stage (the configured stages)"),
+)}
+_LAYOUTS = {d.name: Layout([PARTS[p] for p in d.parts]) for d in DIMENSIONS.values()}
+DIMENSION_ORDER = tuple(DIMENSIONS)  # contributions name their dimension by position
+SCOPE = DIMENSION_ORDER.index("scope")
+STAGES = DIMENSION_ORDER.index("stages")
+
+SECTIONS: dict[str, Section] = {s.name: s for s in (
+    Section("overall", "scope", "everything, uncredited events included"),
+    Section("teams", "scope", "per team: the team on the crediting event, else the roster's, else `unassigned`"),
+    Section("reps", "scope", "per crediting rep"),
+    Section("stages", "stages", "per configured stage, every stage listed"),
+)}
+SCOPE_SECTIONS = ("overall", "teams", "reps")
+
+
+# --- KPIs --------------------------------------------------------------------------------------------------
+# Units; `days` are exported in seconds (Prometheus base units), money with a `currency` label.
+UNITS = ("count", "seconds", "ratio", "money", "days", "number")
+# When a KPI applies: over window W; *now* (the same in every window); W and now at once (listed with the
+# now keys); or only in the `month` document.
+WINDOW, NOW, WINDOW_AND_NOW, MONTH = "window", "now", "window and now", "month"
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal | int) -> float:
+    return float(Decimal(value).quantize(CENT, rounding=ROUND_HALF_EVEN))
+
+
+def ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+class Inputs:
+    """What a formula reads for one label of a section: its merged parts, the window's ``now``, and (for
+    per-stage conversion) the next label's parts. ``values`` collects the label's KPIs."""
+
+    __slots__ = ("row", "layout", "now_ms", "values", "next_row")
+
+    def __init__(self, row: Row, layout: Layout, now_ms: int, next_row: Row | None = None) -> None:
+        self.row, self.layout, self.now_ms, self.next_row = row, layout, now_ms, next_row
+        self.values: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:  # a part by name: x.leads_created
+        return self.row.v[self.layout.index[name]]
+
+    def hist(self, name: str) -> ResponseHistogram:
+        hists = self.row.hists
+        hist = hists.get(self.layout.histograms[name]) if hists else None
+        return hist if hist is not None else _EMPTY_HISTOGRAM
+
+    def min(self, name: str) -> int | None:
+        mins = self.row.mins
+        return mins.get(self.layout.minima[name]) if mins else None
+
+    def next(self, name: str) -> Any:
+        """``name`` of the next label in the section's order; None for the last."""
+        return None if self.next_row is None else self.next_row.v[self.layout.index[name]]
+
+
+_EMPTY_HISTOGRAM = ResponseHistogram()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a KPI is exported for the labels of one dimension."""
+
+    name: str
+    help: str
+
+
+@dataclass(frozen=True)
+class Kpi:
+    key: str
+    unit: str
+    timing: str
+    sections: tuple[str, ...]
+    credit: str  # whose number it is (a team's value covers its reps; overall covers everything)
+    definition: str  # in words, for docs/kpis.md and the README
+    formula: Callable[[Inputs], Any] | None = None  # None: a cross-label KPI computed in stream.kpi.snapshot
+    metrics: Mapping[str, Metric] = field(default_factory=dict)  # dimension -> metric
+
+    @property
+    def metric(self) -> Metric | None:
+        """The metric of the overall/team/rep series."""
+        return self.metrics.get("scope")
+
+    def labels(self, dimension: str) -> list[str]:
+        """The Prometheus labels of its metric for ``dimension``."""
+        base = ["scope", "team", "rep"] if dimension == "scope" else ["stage"]
+        window = [] if self.timing in (NOW, MONTH) else ["window"]
+        return base + window + (["currency"] if self.unit == "money" else [])
+
+
+def _p(q: float) -> Callable[[Inputs], float | None]:
+    def quantile(x: Inputs) -> float | None:
+        value = x.hist("response_hist").quantile(q)
+        return None if value is None else value / 1000
+
+    return quantile
+
+
+def _avg_deal(x: Inputs) -> Decimal | None:
+    return x.won_revenue / x.deals_won if x.deals_won else None
+
+
+def _cycle_days(x: Inputs) -> float | None:
+    return x.cycle_ms / x.deals_won / 86_400_000 if x.deals_won else None
+
+
+def _velocity(x: Inputs) -> float | None:
+    # open deals (now) x mean deal size x win rate / mean cycle (days) of the window; the mean deal size
+    # before rounding to cents.
+    avg_deal, win_rate, cycle = _avg_deal(x), ratio(x.deals_won, x.deals_won + x.deals_lost), _cycle_days(x)
+    if avg_deal is None or win_rate is None or not cycle:
+        return None
+    return x.open_deals * float(avg_deal) * win_rate / cycle
+
+
+def _oldest_wait(x: Inputs) -> float | None:
+    oldest = x.min("oldest_created")
+    return None if oldest is None else (x.now_ms - oldest) / 1000
+
+
+O_T_R = SCOPE_SECTIONS
+
+
+def _m(name: str, help: str) -> dict[str, Metric]:
+    return {"scope": Metric(name, help)}
+
+
+KPIS: tuple[Kpi, ...] = (
+    Kpi("leads_created", "count", WINDOW, O_T_R, "its `rep_id`, else `unassigned`",
+        "leads whose defining `lead.created` is in W",
+        lambda x: x.leads_created,
+        _m("kpi_leads_created", "Leads whose lead.created is in the window (leads_created).")),
+    Kpi("leads_responded", "count", WINDOW, O_T_R, "the first touch's rep",
+        "leads whose first touch (`lead.touched`, or `call.logged` with the lead) is in W",
+        lambda x: x.leads_responded,
+        _m("kpi_leads_responded", "Leads whose first touch is in the window (leads_responded).")),
+    Kpi("lead_response_seconds_mean", "seconds", WINDOW, O_T_R, "the first touch's rep",
+        "mean response time of the leads responded in W: first touch − `lead.created`, floored at 0",
+        lambda x: ratio(x.response_ms / 1000, x.leads_responded),
+        _m("kpi_lead_response_mean_seconds",
+           "Mean time from lead.created to first touch, leads responded in the window (lead_response_seconds_mean).")),
+    Kpi("lead_response_seconds_p50", "seconds", WINDOW, O_T_R, "the first touch's rep",
+        "median response time (nearest rank; exact, folded onto a < 0.5 % log grid only past 4,096 distinct values)",
+        _p(0.5),
+        _m("kpi_lead_response_p50_seconds",
+           "Median time from lead.created to first touch, leads responded in the window (lead_response_seconds_p50).")),
+    Kpi("lead_response_seconds_p90", "seconds", WINDOW, O_T_R, "the first touch's rep", "90th percentile response time (nearest rank)",
+        _p(0.9),
+        _m("kpi_lead_response_p90_seconds",
+           "90th percentile time from lead.created to first touch, leads responded in the window (lead_response_seconds_p90).")),
+    Kpi("lead_response_within_sla_ratio", "ratio", WINDOW, O_T_R, "the first touch's rep",
+        "share of the responses in W within `KPI_SLA_SECONDS`",
+        lambda x: ratio(x.responses_within_sla, x.leads_responded),
+        _m("kpi_lead_response_within_sla_ratio",
+           "Share of the responses in the window within KPI_SLA_SECONDS (lead_response_within_sla_ratio).")),
+    Kpi("leads_awaiting_response", "count", NOW, O_T_R, "the lead's owner, else `unassigned`",
+        "leads created, never touched, not disqualified, created within `KPI_LEAD_MAX_AGE_SECONDS` (7 days)",
+        lambda x: x.leads_awaiting,
+        _m("kpi_leads_awaiting_response",
+           "Leads created within lead_max_age, never touched, not disqualified, now (leads_awaiting_response).")),
+    Kpi("oldest_wait_seconds", "seconds", NOW, O_T_R, "the lead's owner, else `unassigned`", "`now` − creation of the oldest lead awaiting a response",
+        _oldest_wait,
+        _m("kpi_oldest_wait_seconds", "How long the oldest lead awaiting a response has waited, now (oldest_wait_seconds).")),
+    Kpi("leads_qualified", "count", WINDOW, O_T_R, "the qualifying event's rep", "leads whose first `lead.qualified` is in W",
+        lambda x: x.leads_qualified,
+        _m("kpi_leads_qualified", "Leads whose first lead.qualified is in the window (leads_qualified).")),
+    Kpi("lead_to_opportunity_ratio", "ratio", WINDOW, O_T_R, "as its parts", "`leads_qualified` ÷ `leads_created`",
+        lambda x: ratio(x.leads_qualified, x.leads_created),
+        _m("kpi_lead_to_opportunity_ratio", "Leads qualified / leads created in the window (lead_to_opportunity_ratio).")),
+    Kpi("touches_to_meeting_mean", "number", WINDOW, O_T_R, "the booking's rep",
+        "over the leads whose first `meeting.booked` is in W: mean touches up to that booking",
+        lambda x: ratio(x.meeting_touches, x.meetings),
+        _m("kpi_touches_to_meeting_mean",
+           "Mean touches before the first meeting, meetings booked in the window (touches_to_meeting_mean).")),
+    Kpi("calls", "count", WINDOW, O_T_R, "the call's rep", "`call.logged` in W", lambda x: x.calls,
+        _m("kpi_calls", "Calls logged in the window (calls).")),
+    Kpi("calls_connected", "count", WINDOW, O_T_R, "the call's rep", "connected calls in W", lambda x: x.calls_connected,
+        _m("kpi_calls_connected", "Connected calls in the window (calls_connected).")),
+    Kpi("connect_rate", "ratio", WINDOW, O_T_R, "the call's rep", "`calls_connected` ÷ `calls`",
+        lambda x: ratio(x.calls_connected, x.calls),
+        _m("kpi_call_connect_ratio", "Connected calls / calls in the window (connect_rate).")),
+    Kpi("talk_seconds_total", "seconds", WINDOW, O_T_R, "the call's rep", "talk time (`duration_s`) of the connected calls in W",
+        lambda x: x.talk_ms / 1000,
+        _m("kpi_talk_time_seconds", "Talk time of connected calls in the window (talk_seconds_total).")),
+    Kpi("deals_won", "count", WINDOW, O_T_R, "the deal's owner", "deals whose outcome (won) is in W", lambda x: x.deals_won,
+        _m("kpi_deals_won", "Deals won in the window (deals_won).")),
+    Kpi("deals_lost", "count", WINDOW, O_T_R, "the deal's owner", "deals whose outcome (lost) is in W", lambda x: x.deals_lost,
+        _m("kpi_deals_lost", "Deals lost in the window (deals_lost).")),
+    Kpi("win_rate", "ratio", WINDOW, O_T_R, "the deal's owner", "won ÷ (won + lost) of the deals closed in W",
+        lambda x: ratio(x.deals_won, x.deals_won + x.deals_lost),
+        _m("kpi_win_ratio", "Won / (won + lost) of the deals closed in the window (win_rate).")),
+    Kpi("won_revenue", "money", WINDOW, O_T_R, "the deal's owner",
+        "sum of the final amounts of the deals won in W (exact decimals, reported to the cent)",
+        lambda x: money(x.won_revenue),
+        _m("kpi_won_revenue", "Final amounts of the deals won in the window (won_revenue).")),
+    Kpi("avg_deal_size", "money", WINDOW, O_T_R, "the deal's owner", "mean final amount of the deals won in W",
+        lambda x: None if (avg := _avg_deal(x)) is None else money(avg),
+        _m("kpi_deal_size_mean", "Mean final amount of the deals won in the window (avg_deal_size).")),
+    Kpi("sales_cycle_days_mean", "days", WINDOW, O_T_R, "the deal's owner",
+        "mean `deal.created`-to-outcome time in days (floored at 0) of the deals won in W", _cycle_days,
+        _m("kpi_sales_cycle_mean_seconds",
+           "Mean deal.created-to-won time of the deals won in the window (sales_cycle_days_mean, in seconds).")),
+    Kpi("open_deals", "count", NOW, (*O_T_R, "stages"), "the deal's owner", "deals without an outcome (per stage: in that stage)",
+        lambda x: x.open_deals,
+        {"scope": Metric("kpi_open_deals", "Deals without an outcome, now (open_deals)."),
+         "stages": Metric("kpi_stage_open_deals", "Open deals in the stage, now.")}),
+    Kpi("open_pipeline_value", "money", NOW, (*O_T_R, "stages"), "the deal's owner", "current amounts of the deals without an outcome (per stage: in that stage)",
+        lambda x: money(x.open_value),
+        {"scope": Metric("kpi_open_pipeline_value", "Current amounts of the deals without an outcome, now (open_pipeline_value)."),
+         "stages": Metric("kpi_stage_open_pipeline_value", "Current amounts of the open deals in the stage, now.")}),
+    Kpi("pipeline_velocity_per_day", "money", WINDOW_AND_NOW, O_T_R, "as its parts",
+        "`open_deals` (now) × `avg_deal_size` × `win_rate` ÷ `sales_cycle_days_mean` (W): money per day; "
+        "null when a factor is null or the cycle is 0", _velocity,
+        _m("kpi_pipeline_velocity_per_day",
+           "Open deals now x mean deal size x win rate / mean sales cycle (days) of the window: "
+           "money per day (pipeline_velocity_per_day).")),
+    Kpi("stage_entries", "count", WINDOW, ("stages",), "as its parts",
+        "deals whose first entry into the stage is in W (`deal.created` enters its `stage`, `deal.stage_changed` "
+        "its `to_stage`)", lambda x: x.stage_entries,
+        {"stages": Metric("kpi_stage_entries", "Deals whose first entry into the stage is in the window (stage_entries).")}),
+    Kpi("stage_conversion", "ratio", WINDOW, ("stages",), "as its parts",
+        "`stage_entries` of the next stage ÷ this stage's; null for the last (may exceed 1 when deals skip stages)",
+        lambda x: None if (nxt := x.next("stage_entries")) is None else ratio(nxt, x.stage_entries),
+        {"stages": Metric("kpi_stage_conversion_ratio",
+                          "Entries of the next stage / entries of this stage in the window; none for the last stage "
+                          "(stage_conversion).")}),
+    Kpi("quota_attainment", "ratio", MONTH, O_T_R, "the deal's owner",
+        "rep: won revenue this month ÷ the rep's monthly quota (roster); team and overall: share of the roster's "
+        "quota-carrying reps at ≥ 1.0", None,
+        _m("kpi_quota_attainment_ratio",
+           "Month to date: rep = won revenue / monthly quota; team and overall = share of the roster's "
+           "quota-carrying reps at >= 1 (quota_attainment).")),
+)
+BY_KEY: dict[str, Kpi] = {k.key: k for k in KPIS}
+
+
+def keys_of(section: str, window: str) -> tuple[str, ...]:
+    """The KPI keys a section of the ``window`` document carries, in catalogue order."""
+    return tuple(k.key for k in KPIS if section in k.sections and (k.timing != MONTH or window == "month"))
+
+
+def now_keys(section: str) -> tuple[str, ...]:
+    """The keys a label with only current state (waiting leads, open deals) is listed with."""
+    return tuple(k.key for k in KPIS if section in k.sections and k.timing in (NOW, WINDOW_AND_NOW))
+
+
+def exported_per_scope(*timings: str) -> tuple[Kpi, ...]:
+    """The KPIs with an overall/team/rep metric, of the given timings, in catalogue order."""
+    return tuple(k for k in KPIS if k.metric is not None and k.timing in timings)
