@@ -47,6 +47,13 @@ TITLES = {
     "kpi_open_deals": "Open deals now",
     "kpi_open_pipeline_value": "Open pipeline now",
     "kpi_quota_attainment_ratio": "Quota attainment (month)",
+    "kpi_won_revenue_new": "Won revenue, new business",
+    "kpi_won_revenue_expansion": "Won revenue, expansion",
+    "kpi_won_revenue_renewal": "Won revenue, renewal",
+    "kpi_new_customers_won": "New customers won",
+    "kpi_contract_value_annual_mean": "Annual contract value, mean",
+    "kpi_mqls": "MQLs",
+    "kpi_mql_to_sql_ratio": "MQL to SQL",
 }
 
 
@@ -66,6 +73,8 @@ def _scope_panels(dash: dashboard_builders.Dashboard, flow: Flow, scope: str, va
     dash = dash.with_row(row(f"{heading}: ${var}", flow.row()))
     for spec in exported_per_scope(WINDOW, WINDOW_AND_NOW):
         name = spec.metric.name
+        if "teams" not in spec.sections:
+            continue  # spend and its ratios are credited to no rep: on the revenue dashboard (grafana/revenue.py)
         dash = dash.with_panel(stat_panel(
             TITLES[name],
             [now(kpi(name, by=["window"], window=Re("|".join(DRILL_WINDOWS)), **labels), "{{window}}")],
@@ -74,6 +83,8 @@ def _scope_panels(dash: dashboard_builders.Dashboard, flow: Flow, scope: str, va
             description=f"{spec.metric.help} Windows: last hour, last 24 hours, today.",
         ))
     for spec in exported_per_scope(NOW, MONTH):
+        if "teams" not in spec.sections:
+            continue
         dash = dash.with_panel(stat_panel(
             TITLES[spec.metric.name], [now(kpi(spec.metric.name, **labels))], flow.place(4, 5),
             unit=unit_of(spec, currency), steps=fixed(GREEN if spec.timing == MONTH else BLUE),

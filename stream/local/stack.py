@@ -49,7 +49,7 @@ from stream.local.processes import StopError, alive, cmdline, pid_from_file, sto
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
-TOPIC_NAMES = ("leads", "calls", "deals", "deadletter")
+TOPIC_NAMES = ("leads", "calls", "deals", "deadletter", "spend")
 MAX_MESSAGE_BYTES = 1048576
 DEFAULT_CONTROLLER_PORT = 19093
 KAFKA_READY_TIMEOUT_S = 60.0
