@@ -206,6 +206,8 @@ def topic_and_key(event: dict) -> tuple[str, str]:
     t = event["type"]
     if t in DEAL_TYPES:
         return "deals", event["deal_id"]
+    if t == "spend.recorded":
+        return "spend", event["channel"]
     if t == "call.logged":
         return "calls", event.get("lead_id") or event["call_id"]
     return "leads", event["lead_id"]

@@ -495,8 +495,8 @@ def with_hostile_valid_events(log: list[tuple[str, str, dict]], seed: int, every
     n = 0
     for i, (topic, key, event) in enumerate(log):
         out.append((topic, key, event))
-        if i % every != every - 1:
-            continue
+        if i % every != every - 1 or "-toolate-" in event["event_id"]:
+            continue  # (a too-late event's time would make the new entity too late as well)
         n += 1
         name = HOSTILE_NAMES[n % len(HOSTILE_NAMES)]
         # A few reps per name, each with several events; a 64-character name is a rep id of the maximum length.
