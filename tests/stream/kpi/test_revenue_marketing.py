@@ -352,3 +352,23 @@ def test_spend_goes_on_its_own_topic():
     with pytest.raises(InvalidEvent) as err:
         VALIDATOR.validate(raw, "deals")
     assert err.value.reason == "wrong_topic"
+
+
+# ------------------------------------------------------------------------------------ kpi-monitor kpis --
+def test_kpis_table_has_products_and_sources():
+    from stream.report import render_snapshot
+
+    floor = Floor()
+    floor.send(deal("D", "25T08:00:00", amount=1200, source="web", product="pro", term_months=12),
+               ev("deal.won", "25T08:30:00", deal_id="D"),
+               ev("lead.created", "25T08:40:00", lead_id="L", source="web"),
+               ev("spend.recorded", "25T00:00:00", channel="web", amount=300))
+    text = render_snapshot(floor.kpis("today"))
+    lines = text.splitlines()
+    products = lines.index("products by won revenue")
+    assert lines[products + 1].split()[:5] == ["product", "won", "win", "rate", "revenue"]
+    assert lines[products + 3].split()[:4] == ["pro", "1", "100%", "1,200.00"]
+    sources = lines.index("sources by leads created")
+    assert "CPL" in lines[sources + 1] and "ROI" in lines[sources + 1]
+    row = lines[sources + 3].split()
+    assert row[0] == "web" and row[1] == "1" and "300.00" in row and "300%" in row  # CPL 300, ROI 3
