@@ -160,7 +160,7 @@ class Settings(BaseModel):
         return ZoneInfo(self.kpi_timezone)
 
     def topic(self, suffix: str) -> str:
-        """Full topic name for ``leads``, ``calls``, ``deals`` or ``deadletter``."""
+        """Full topic name for ``leads``, ``calls``, ``deals``, ``deadletter`` or ``spend``."""
         return f"{self.kpi_topic_prefix}{suffix}"
 
     @property

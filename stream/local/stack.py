@@ -209,7 +209,7 @@ def status(settings: Any = None, echo: Echo = _print) -> StackStatus:
 
 
 async def ensure_topics(bootstrap: str, prefix: str, partitions: int = 4) -> dict[str, str]:
-    """Create <prefix>leads/calls/deals/deadletter if missing (replication 1, 1 MiB max message).
+    """Create <prefix>leads/calls/deals/deadletter/spend if missing (replication 1, 1 MiB max message).
 
     Returns {topic: "created" | "exists"}; existing topics are left as they are. Returns once every
     topic has a leader for each partition, so callers can produce immediately.

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.conftest import PARTITIONS, wait_for
+from tests.conftest import GROUP_PARTITIONS, wait_for
 from tests.integration.checks import oracle_answers, spec_part as _spec_part
 from tests.oracle.batch_kpis import first_part
 from tests.oracle.compare import assert_same
@@ -66,7 +66,7 @@ def test_messy_log_matches_batch_oracle(make_deployment, tmp_path, workers, time
         w.wait_healthy()
     wait_for(
         lambda: all(sum(len(p) for p in w.health()[1]["partitions"].values()) > 0 for w in running)
-        and sum(sum(len(p) for p in w.health()[1]["partitions"].values()) for w in running) == 2 * PARTITIONS,
+        and sum(sum(len(p) for p in w.health()[1]["partitions"].values()) for w in running) == GROUP_PARTITIONS,
         60, what="partitions shared by the workers",
     )
     dep.produce([(topic, key, json.dumps(event).encode()) for topic, key, event in log])
