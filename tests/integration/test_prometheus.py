@@ -202,7 +202,7 @@ def test_freshness_and_health_series(scraped):
     p99 = _value(prom, 'histogram_quantile(0.99, sum by (le) (rate(kpi_processing_latency_seconds_bucket{job="kpi-monitor"}[5m])))')
     assert 120 < p99 <= 300
     assert _value(prom, 'max(kpi_lead_response_sla_seconds{job="kpi-monitor"})') == SLA_S
-    assert _value(prom, 'count(kpi_consumer_lag_messages{job="kpi-monitor"})') == 3 * 4  # 3 topics x 4 partitions
+    assert _value(prom, 'count(kpi_consumer_lag_messages{job="kpi-monitor"})') == 4 * 4  # 4 topics x 4 partitions
     # No ops alert fires on a healthy pipeline (rules loaded from the project's config).
     rules = prom.get_json("/api/v1/rules")["data"]["groups"]
     assert {r["name"] for g in rules for r in g["rules"]} >= {"KpiWorkerDown", "KpiConsumerLagGrowing", "KpiNoEventsDuringBusinessHours"}
