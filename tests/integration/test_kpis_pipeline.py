@@ -75,3 +75,39 @@ def test_messy_log_matches_batch_oracle(make_deployment, tmp_path, workers, time
     for window, expected in oracle_answers(log, roster_file, timezone).items():
         for w in running:  # every worker answers with the global numbers
             assert_same(_spec_part(w.kpis(window)), expected, path=f"{window}@{w.port}")
+
+
+def test_golden6_deals_leads_spend_and_stages_through_the_broker(make_deployment, shared_dir, tmp_path):
+    """The hand-worked section-6 answers for deals, leads, spend and stages (golden6), from a worker fed through
+    the real broker: the spend topic and agent included. Subscriptions and forecasts are another part."""
+    from tests.oracle.batch_kpis import RANK, topic_and_key
+    from tests.oracle.test_oracle_golden import LABELLED3, OURS6
+
+    if not (shared_dir / "golden6" / "events.jsonl").is_file():
+        pytest.skip(f"golden6 example not found under {shared_dir}")
+    lines = [line for line in (shared_dir / "golden6" / "events.jsonl").read_bytes().splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]
+    ours = [(e, line) for e, line in zip(events, lines) if e["type"] in RANK]
+    expected = json.loads((shared_dir / "golden6" / "expected.json").read_text())
+    roster_file = tmp_path / "roster6.yaml"
+    roster_file.write_text("teams: [{name: red}]\nreps:\n  - {rep_id: ana, team: red, monthly_quota: 3000}\n"
+                           "  - {rep_id: ben, team: red}\n")
+    dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster_file))
+    worker = dep.start_worker()
+    dep.produce([(*topic_and_key(e), line) for e, line in ours])
+    wait_for(lambda: _processed([worker]) >= len(ours), 60, what="golden6 events processed")
+    for window in ("month", "all"):
+        doc = worker.kpis(window)
+        for section, want in expected[window].items():
+            keys = {"deals_won", "deals_lost"} if section == "stages" else \
+                OURS6 | (LABELLED3 if section in ("products", "sources", "campaigns") else set())
+            if section == "overall":
+                want = {k: v for k, v in want.items() if k in keys}
+                assert_same({k: doc["overall"][k] for k in want}, want, path=f"{window}.overall")
+                continue
+            for label, values in want.items():
+                values = {k: v for k, v in values.items() if k in keys}
+                if label not in doc[section]:
+                    assert not any(values.values()), (window, section, label)  # listed for a subscription only
+                    continue
+                assert_same({k: doc[section][label][k] for k in values}, values, path=f"{window}.{section}.{label}")
