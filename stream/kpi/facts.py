@@ -69,49 +69,29 @@ class Entity(msgspec.Struct, array_like=True):
 
 
 def fact_from_event(event: Event) -> Fact:
+    # One branch per type, positional fields in Fact's order: this runs for every event (bench/RESULTS.md).
     kind = event.type
-    stage = None
-    amount = None
-    connected = False
-    talk_ms = 0
-    if isinstance(event, DealCreated):
-        stage, amount = event.stage, str(event.amount)
-    elif isinstance(event, DealStageChanged):
-        stage = event.to_stage
-        amount = None if event.amount is None else str(event.amount)
-    elif isinstance(event, DealWon):
-        amount = None if event.amount is None else str(event.amount)
-    elif isinstance(event, CallLogged):
+    ts, rank, eid, rep, team = epoch_ms(event.occurred_at), LIFECYCLE_RANK[kind], event.event_id, event.rep_id, event.team
+    if isinstance(event, CallLogged):
         connected = event.outcome == "connected"
-        talk_ms = round(event.duration_s * 1000) if connected else 0
-    source = campaign = category = product = account = term = None
+        return Fact(ts, rank, eid, kind, rep, team, None, None, connected,
+                    round(event.duration_s * 1000) if connected else 0)
     if isinstance(event, LeadCreated):
-        source, campaign = event.source, event.campaign
-    elif isinstance(event, DealCreated):
-        source, campaign, category, account, term = event.source, event.campaign, event.kind, event.account_id, event.term_months
-        product = event.product
-    elif isinstance(event, DealWon):
-        term = event.term_months
-    elif isinstance(event, SpendRecorded):
-        source, campaign, category, amount = event.channel, event.campaign, event.category, str(event.amount)
-    return Fact(
-        ts=epoch_ms(event.occurred_at),
-        rank=LIFECYCLE_RANK[kind],
-        eid=event.event_id,
-        kind=kind,
-        rep=event.rep_id,
-        team=event.team,
-        stage=stage,
-        amount=amount,
-        connected=connected,
-        talk_ms=talk_ms,
-        source=source,
-        campaign=campaign,
-        category=category,
-        product=product,
-        account=account,
-        term=term,
-    )
+        return Fact(ts, rank, eid, kind, rep, team, None, None, False, 0, event.source, event.campaign)
+    if isinstance(event, DealCreated):
+        return Fact(ts, rank, eid, kind, rep, team, event.stage, str(event.amount), False, 0, event.source,
+                    event.campaign, event.kind, event.product, event.account_id, event.term_months)
+    if isinstance(event, DealStageChanged):
+        amount = event.amount
+        return Fact(ts, rank, eid, kind, rep, team, event.to_stage, None if amount is None else str(amount))
+    if isinstance(event, DealWon):
+        amount = event.amount
+        return Fact(ts, rank, eid, kind, rep, team, None, None if amount is None else str(amount), False, 0,
+                    None, None, None, None, None, event.term_months)
+    if isinstance(event, SpendRecorded):
+        return Fact(ts, rank, eid, kind, rep, team, None, str(event.amount), False, 0, event.channel, event.campaign,
+                    event.category)
+    return Fact(ts, rank, eid, kind, rep, team)
 
 
 # --- contributions --------------------------------------------------------------------------------
