@@ -305,7 +305,7 @@ def run_hostile_corpus(make_deployment, tmp_path, *, seed, bad_count, huge, n_le
             watch.stop()
         worker.kill()
         # The corpus is tens (soak: hundreds) of MiB: don't leave it on the shared broker.
-        asyncio.run(_delete_topics([dep.prefix + n for n in ("leads", "calls", "deals", "deadletter")]))
+        asyncio.run(_delete_topics([dep.prefix + n for n in ("leads", "calls", "deals", "deadletter", "spend")]))
 
 
 def test_topics_take_values_up_to_max_value_bytes_and_no_more(deployment):
