@@ -124,6 +124,12 @@ class Deployment:
     def stop(self) -> None:
         for worker in self.workers:
             worker.kill()
+        # A test's topics and changelogs go with it: a broker left with tens of thousands of partitions
+        # by a day of test runs takes minutes to restart.
+        try:
+            asyncio.run(_delete_topics(self.prefix, self.app_id, self.bootstrap))
+        except Exception as exc:  # a private broker may be gone already; nothing to clean then
+            print(f"topics of {self.prefix} not deleted: {exc!r}")
 
 
 STALL_EXIT_CODE = 3  # the stall watchdog's exit (stream.worker.app.check_progress): "restart me"
@@ -240,6 +246,12 @@ async def _ensure_topics(prefix: str, bootstrap: str = BOOTSTRAP) -> None:
     from stream.local.stack import ensure_topics
 
     await ensure_topics(bootstrap, prefix, PARTITIONS)
+
+
+async def _delete_topics(prefix: str, app_id: str, bootstrap: str = BOOTSTRAP) -> None:
+    from stream.local.stack import delete_topics
+
+    await asyncio.wait_for(delete_topics(bootstrap, [prefix, f"{app_id}-"]), 20)
 
 
 async def _produce(prefix: str, messages, bootstrap: str = BOOTSTRAP) -> None:

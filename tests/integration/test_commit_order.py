@@ -129,11 +129,12 @@ def test_kill_9_while_the_changelog_lags_loses_nothing_on_the_same_or_a_new_mach
     wait_for(lambda: asyncio.run(committed_offsets(dep.bootstrap, dep.app_id)).get(calls_tp) == CALLS, 60,
              what="every redelivered call committed")
     restarted.kill()
-    assert calls_in_changelog(dep) == CALLS
-
-    # The killed worker's last produce requests were in flight; a broker may append them after the
-    # successor's writes (it did here, at the quota's pace). Append one such older value now.
+    # The restarted worker rewrote the entity, every call in it, to the changelog. Not necessarily as
+    # the last value: the killed worker's last produce requests were in flight, and a broker that had
+    # muted its throttled connection may append them after the successor's writes (seen in 1 of ~10
+    # runs under load). A new machine must recover from either order; append such an older value now.
     values = asyncio.run(entity_records(dep.bootstrap, dep.app_id))
+    assert max(calls_in(v) for v in values) == CALLS
     stale = next(v for v in values if 0 < calls_in(v) < CALLS)
     changelog = f"{dep.app_id}-leads_entities-changelog"
     asyncio.run(_produce_to_partition(dep.bootstrap, changelog, kafka_partition(LEAD, PARTITIONS),
