@@ -372,3 +372,18 @@ def test_kpis_table_has_products_and_sources():
     assert "CPL" in lines[sources + 1] and "ROI" in lines[sources + 1]
     row = lines[sources + 3].split()
     assert row[0] == "web" and row[1] == "1" and "300.00" in row and "300%" in row  # CPL 300, ROI 3
+
+
+def test_a_late_amount_change_retracts_and_re_adds_the_split_and_acv():
+    floor = Floor()
+    floor.send(deal("D", "20T10:00:00", amount=1000, kind="expansion", product="pro", source="web", campaign="c",
+                    term_months=6),
+               ev("deal.won", "20T12:00:00", deal_id="D"))  # no amount: the last known one
+    doc = floor.kpis("all")
+    assert doc["overall"]["won_revenue_expansion"] == 1000 and doc["overall"]["avg_contract_value_annual"] == 2000
+    floor.send(ev("deal.stage_changed", "20T11:00:00", deal_id="D", to_stage="proposal", amount=1500))  # late
+    doc = floor.kpis("all")
+    for section in (doc["overall"], doc["products"]["pro"], doc["sources"]["web"], doc["campaigns"]["c"]):
+        assert section["won_revenue_expansion"] == 1500 and section["won_revenue_new"] == 0
+        assert section["avg_contract_value_annual"] == 3000.0 and section["new_customers_won"] == 0
+    assert doc["stages"]["proposal"]["deals_won"] == 1 and doc["stages"]["prospecting"]["deals_won"] == 0
