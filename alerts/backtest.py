@@ -80,7 +80,7 @@ async def run_backtest(rules: RuleSet, lines: Iterable[bytes], settings: Any, ro
     engine = KpiEngine(engine_config(settings, event_clock=True))  # the worker's engine, on the log's clock
     validator = EventValidator(currency=settings.kpi_currency, stages=settings.kpi_stages,
                                max_bytes=settings.kpi_max_event_bytes)
-    tables: dict[str, dict[str, bytes]] = {"leads": {}, "deals": {}}
+    tables: dict[str, dict[str, bytes]] = {"leads": {}, "deals": {}, "spend": {}}
     partitioner = DefaultPartitioner()
     partitions = list(range(settings.kpi_partitions))
     recorder = RecordingDispatcher()

@@ -19,7 +19,7 @@ from typing import Any
 
 from alerts.calendar import Calendar
 from alerts.model import FIRING, PENDING, AlertInstance, Transition, escalate, fire, new_instance, observe, resolve
-from alerts.rules import KpiRule, LeadSlaRule, NoActivityRule, RuleSet, Scope
+from alerts.rules import SECTION_OF_KIND, KpiRule, LeadSlaRule, NoActivityRule, RuleSet, Scope
 
 UNASSIGNED = "unassigned"
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -39,7 +39,7 @@ def kpi_scopes(rule: KpiRule, doc: Mapping[str, Any], roster: Any) -> list[tuple
     scope: Scope = rule.scope
     if scope.kind == "overall":
         return [({}, doc.get("overall") or {})]
-    table = doc.get({"team": "teams", "rep": "reps", "stage": "stages"}[scope.kind]) or {}
+    table = doc.get(SECTION_OF_KIND[scope.kind]) or {}
     if scope.name is not None:
         names = [scope.name]
     else:

@@ -29,6 +29,10 @@ from stream.kpi.windows import WINDOWS
 
 KPI_KEYS = tuple(k.key for k in KPIS)
 STAGE_KPIS = tuple(k.key for k in KPIS if "stages" in k.sections)  # under /kpis "stages"
+# The /kpis section a scope kind reads; products, sources and campaigns are labels of the revenue sections.
+SECTION_OF_KIND = {"team": "teams", "rep": "reps", "stage": "stages", "product": "products", "source": "sources",
+                   "campaign": "campaigns"}
+LABEL_KINDS = ("product", "source", "campaign")
 SINK_NAMES = ("slack", "alertmanager", "webhook")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -48,9 +52,9 @@ class _Model(BaseModel):
 
 @dataclass(frozen=True)
 class Scope:
-    """overall | each team | each rep | each stage | one named team, rep or stage."""
+    """overall | each team | each rep | each stage (product, source, campaign) | one named one of them."""
 
-    kind: Literal["overall", "team", "rep", "stage"]
+    kind: Literal["overall", "team", "rep", "stage", "product", "source", "campaign"]
     name: str | None = None
 
     def __str__(self) -> str:
@@ -64,15 +68,17 @@ def _scope(value: Any) -> Scope:
         key = value.strip().lower().replace("-", "_")
         aliases = {"overall": "overall", "team": "team", "teams": "team", "each_team": "team",
                    "rep": "rep", "reps": "rep", "each_rep": "rep", "stage": "stage", "stages": "stage",
-                   "each_stage": "stage"}
+                   "each_stage": "stage", "product": "product", "products": "product", "each_product": "product",
+                   "source": "source", "sources": "source", "each_source": "source", "campaign": "campaign",
+                   "campaigns": "campaign", "each_campaign": "campaign"}
         if key in aliases:
             return Scope(aliases[key])  # type: ignore[arg-type]
     if isinstance(value, Mapping) and len(value) == 1:
         (kind, name), = value.items()
-        if kind in ("team", "rep", "stage") and isinstance(name, str) and name:
+        if kind in ("team", "rep", "stage", *LABEL_KINDS) and isinstance(name, str) and name:
             return Scope(kind, name)
-    raise ValueError("scope is overall, team (each team), rep (each rep), stage (each deal stage), "
-                     "{team: NAME}, {rep: NAME} or {stage: NAME}")
+    raise ValueError("scope is overall, team (each team), rep (each rep), stage (each deal stage), product, source, "
+                     "campaign (each of them), or one: {team: NAME}, {rep: NAME}, {stage: NAME}, {source: NAME}, …")
 
 
 ScopeField = Annotated[Scope, BeforeValidator(_scope)]
@@ -184,6 +190,9 @@ class KpiRule(_Rule):
         if self.scope.kind != "stage" and "stages" in BY_KEY[self.kpi].sections \
                 and not set(SCOPE_SECTIONS) & set(BY_KEY[self.kpi].sections):
             raise ValueError(f"{self.kpi} is reported per stage: use scope: stage or {{stage: NAME}}")
+        sections = BY_KEY[self.kpi].sections
+        if self.scope.kind in (*LABEL_KINDS, "team", "rep") and SECTION_OF_KIND[self.scope.kind] not in sections:
+            raise ValueError(f"{self.kpi} is not reported per {self.scope.kind} (it is in {', '.join(sections)})")
         return self
 
 
@@ -457,7 +466,7 @@ def check_against_roster(rules: RuleSet, roster: Any) -> list[str]:
             warnings.append(f"roster team {team.name!r} names calendar {team.business_hours!r}, which the rules do not define")
     for rule in rules.rules:
         scope = getattr(rule, "scope", None)
-        if isinstance(scope, Scope) and scope.name is not None:
+        if isinstance(scope, Scope) and scope.name is not None and scope.kind in ("team", "rep"):
             known = teams if scope.kind == "team" else reps
             if scope.name not in known:
                 warnings.append(f"rule {rule.name!r}: {scope.kind} {scope.name!r} is not in the roster")

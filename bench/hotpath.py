@@ -61,7 +61,7 @@ LAST_ENGINE: list = []
 def one_pass(messages: list, alerts: bool) -> tuple[float, int]:
     from stream.config import load_settings
     from stream.events import EventValidator
-    from stream.kpi.engine import EngineConfig, KpiEngine
+    from stream.kpi.engine import GROUP_OF_TOPIC, EngineConfig, KpiEngine
 
     settings = load_settings()
     engine = KpiEngine(EngineConfig(event_clock=True))
@@ -80,12 +80,12 @@ def one_pass(messages: list, alerts: bool) -> tuple[float, int]:
 
         engine.listeners.append(listener)
     validator = EventValidator()
-    tables: dict[str, DictTable] = {"leads": DictTable(), "deals": DictTable()}
+    tables: dict[str, DictTable] = {"leads": DictTable(), "deals": DictTable(), "spend": DictTable()}
     applied = 0
     t0 = time.perf_counter()
     for topic, partition, value in messages:
         event = validator.validate(value, topic)
-        table = tables["deals" if topic == "deals" else "leads"]
+        table = tables[GROUP_OF_TOPIC[topic]]
         try:
             if engine.apply(table, topic, partition, event, 0):
                 applied += 1

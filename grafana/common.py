@@ -338,3 +338,44 @@ class Flow:
 
 def row(title: str, pos: Pos) -> dashboard_builders.Row:
     return dashboard_builders.Row(title).grid_pos(pos.grid()).collapsed(False)
+
+
+def table_panel(
+    title: str,
+    columns: Sequence[tuple[str, str, str]],
+    label: str,
+    pos: Pos,
+    *,
+    description: str = "",
+    sort_by: str | None = None,
+) -> dashboard_builders.Panel:
+    """One row per ``label`` value, one column per ``(title, instant query, unit)``: the queries are merged on
+    their labels (Grafana's `merge` transformation) and their value columns renamed to the titles."""
+    from grafana_foundation_sdk.builders import table
+    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+    queries = [
+        prometheus.Dataquery().expr(expr).ref_id(chr(ord("A") + i)).datasource(DATASOURCE).instant()
+        .format(PromQueryFormat.TABLE)
+        for i, (_, expr, _) in enumerate(columns)
+    ]
+    rename = {f"Value #{chr(ord('A') + i)}": name for i, (name, _, _) in enumerate(columns)}
+    panel = (
+        table.Panel()
+        .title(title)
+        .datasource(DATASOURCE)
+        .targets(queries)
+        .grid_pos(pos.grid())
+        .with_transformation(dashboard_models.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(dashboard_models.DataTransformerConfig(id_val="organize", options={
+            # keys are the fields' names before renaming, as Grafana's organize transformation reads them
+            "excludeByName": {"Time": True}, "renameByName": rename,
+            "indexByName": {label: 0, **{value: i + 1 for i, value in enumerate(rename)}},
+        }))
+        .no_value("—")
+    )
+    for name, _, unit in columns:
+        panel = panel.override_by_name(name, [dashboard_models.DynamicConfigValue(id_val="unit", value=unit)])
+    if sort_by:
+        panel = panel.sort_by([common_builders.TableSortByFieldState().display_name(sort_by).desc(True)])
+    return panel.description(description) if description else panel

@@ -47,6 +47,13 @@ TITLES = {
     "kpi_open_deals": "Open deals now",
     "kpi_open_pipeline_value": "Open pipeline now",
     "kpi_quota_attainment_ratio": "Quota attainment (month)",
+    "kpi_won_revenue_new": "Won revenue, new business",
+    "kpi_won_revenue_expansion": "Won revenue, expansion",
+    "kpi_won_revenue_renewal": "Won revenue, renewal",
+    "kpi_new_customers_won": "New customers won",
+    "kpi_contract_value_annual_mean": "Annual contract value, mean",
+    "kpi_mqls": "MQLs",
+    "kpi_mql_to_sql_ratio": "MQL to SQL",
 }
 
 
@@ -66,6 +73,8 @@ def _scope_panels(dash: dashboard_builders.Dashboard, flow: Flow, scope: str, va
     dash = dash.with_row(row(f"{heading}: ${var}", flow.row()))
     for spec in exported_per_scope(WINDOW, WINDOW_AND_NOW):
         name = spec.metric.name
+        if "teams" not in spec.sections:
+            continue  # spend and its ratios are credited to no rep: on the revenue dashboard (grafana/revenue.py)
         dash = dash.with_panel(stat_panel(
             TITLES[name],
             [now(kpi(name, by=["window"], window=Re("|".join(DRILL_WINDOWS)), **labels), "{{window}}")],
@@ -74,6 +83,8 @@ def _scope_panels(dash: dashboard_builders.Dashboard, flow: Flow, scope: str, va
             description=f"{spec.metric.help} Windows: last hour, last 24 hours, today.",
         ))
     for spec in exported_per_scope(NOW, MONTH):
+        if "teams" not in spec.sections:
+            continue
         dash = dash.with_panel(stat_panel(
             TITLES[spec.metric.name], [now(kpi(spec.metric.name, **labels))], flow.place(4, 5),
             unit=unit_of(spec, currency), steps=fixed(GREEN if spec.timing == MONTH else BLUE),
@@ -105,16 +116,38 @@ def _scope_panels(dash: dashboard_builders.Dashboard, flow: Flow, scope: str, va
     return dash
 
 
+def _product_panels(dash: dashboard_builders.Dashboard, flow: Flow, currency: str):
+    """The deal KPIs of the `product` picked at the top (docs/kpis.md, "Revenue and marketing")."""
+    dash = dash.with_row(row("Product: $product", flow.row()))
+    for spec in exported_per_scope(WINDOW, NOW):
+        metric = spec.metrics.get("products")
+        if metric is None:
+            continue
+        labels = {"product": "$product"}
+        if spec.timing == NOW:
+            query = now(kpi(metric.name, **labels))
+        else:
+            query = now(kpi(metric.name, by=["window"], window=Re("|".join(DRILL_WINDOWS)), **labels), "{{window}}")
+        dash = dash.with_panel(stat_panel(
+            TITLES[spec.metric.name], [query], flow.place(4, 5), unit=unit_of(spec, currency), steps=fixed(BLUE),
+            names=spec.timing != NOW, description=metric.help,
+        ))
+    return dash
+
+
 def build(currency: str = "USD") -> dashboard_builders.Dashboard:
     dash = (
         new_dashboard(TITLE, UID, tags=["drilldown"], refresh="30s", time_from="now-24h",
                       description="Every KPI of a team and of a rep over the last hour, 24 hours and today.")
         .with_variable(query_variable("team", "Team", f"label_values({series('kpi_open_deals', scope='team')}, team)"))
         .with_variable(query_variable("rep", "Rep", f"label_values({series('kpi_open_deals', scope='rep')}, rep)"))
+        .with_variable(query_variable("product", "Product",
+                                      f"label_values({series('kpi_product_deals_won', window='all')}, product)"))
     )
     flow = Flow()
     dash = _scope_panels(dash, flow, "team", "team", currency)
     dash = _scope_panels(dash, flow, "rep", "rep", currency)
+    dash = _product_panels(dash, flow, currency)
     dash = dash.with_row(row("Floor: deal stages", flow.row()))
     stage_window = "today"
     dash = dash.with_panel(bargauge_panel(

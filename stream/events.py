@@ -29,6 +29,8 @@ REASONS = (
     "invalid_amount",
     "wrong_currency",
     "unknown_stage",
+    "unknown_kind",
+    "invalid_term",
     "wrong_topic",
     "too_late",
     "entity_full",
@@ -39,6 +41,11 @@ RepId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Team = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
+# A channel (lead source, spend channel) or campaign: a label of the `sources`/`campaigns` sections.
+Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+TermMonths = int  # 1..120, checked after decoding (its own reason, invalid_term)
+DealKind = str  # new | expansion | renewal, checked after decoding (unknown_kind)
+DEAL_KINDS = ("new", "expansion", "renewal")
 # Decimal accepts a JSON number or a decimal string; sign and finiteness are checked after decoding.
 Money = Decimal
 
@@ -56,7 +63,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 class LeadCreated(Event, tag="lead.created"):
     lead_id: Id
-    source: Text | None = None
+    source: Text | None = None  # up to 1024 characters, as before campaigns existed; "" counts as unspecified
+    campaign: Channel | None = None
 
 
 class LeadAssigned(Event, tag="lead.assigned"):
@@ -102,6 +110,11 @@ class DealCreated(Event, tag="deal.created"):
     lead_id: Id | None = None
     product: Text | None = None
     currency: str | None = None
+    kind: DealKind | None = None  # absent: new
+    account_id: Id | None = None
+    source: Channel | None = None
+    campaign: Channel | None = None
+    term_months: TermMonths | None = None
 
 
 class DealStageChanged(Event, tag="deal.stage_changed"):
@@ -115,11 +128,26 @@ class DealWon(Event, tag="deal.won"):
     deal_id: Id
     amount: Money | None = None
     currency: str | None = None
+    term_months: TermMonths | None = None  # overrides deal.created's
 
 
 class DealLost(Event, tag="deal.lost"):
     deal_id: Id
     reason: Text | None = None
+
+
+class LeadMarketingQualified(Event, tag="lead.marketing_qualified"):
+    lead_id: Id
+
+
+class SpendRecorded(Event, tag="spend.recorded"):
+    """Money spent on a channel (and campaign) at ``occurred_at``; not credited to a rep."""
+
+    channel: Channel
+    amount: Money
+    campaign: Channel | None = None
+    category: Literal["marketing", "sales"] | None = None  # absent: marketing
+    currency: str | None = None
 
 
 AnyEvent = Union[
@@ -134,6 +162,8 @@ AnyEvent = Union[
     DealStageChanged,
     DealWon,
     DealLost,
+    LeadMarketingQualified,
+    SpendRecorded,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined,misc]
@@ -143,26 +173,32 @@ TOPIC_OF_TYPE: dict[str, str] = {
     **{t: "leads" for t in EVENT_TYPES if t.startswith(("lead.", "meeting."))},
     "call.logged": "calls",
     **{t: "deals" for t in EVENT_TYPES if t.startswith("deal.")},
+    "spend.recorded": "spend",
 }
 
 # Lifecycle rank used to order events with equal occurred_at (docs/events.md).
 LIFECYCLE_RANK: dict[str, int] = {
     "lead.created": 0,
     "lead.assigned": 1,
-    "lead.touched": 2,
-    "call.logged": 2,
-    "meeting.booked": 3,
-    "lead.qualified": 4,
-    "lead.disqualified": 5,
+    "lead.marketing_qualified": 2,
+    "lead.touched": 3,
+    "call.logged": 3,
+    "meeting.booked": 4,
+    "lead.qualified": 5,
+    "lead.disqualified": 6,
     "deal.created": 0,
     "deal.stage_changed": 1,
     "deal.won": 2,
     "deal.lost": 2,
+    "spend.recorded": 0,
 }
 
 
 def event_key(event: Event) -> str:
-    """The Kafka message key of an event: lead_id (leads, calls with a lead), call_id, or deal_id."""
+    """The Kafka message key of an event: lead_id (leads, calls with a lead), call_id, deal_id, or the
+    spend's channel."""
+    if isinstance(event, SpendRecorded):
+        return event.channel
     lead_id = getattr(event, "lead_id", None)
     if isinstance(event, CallLogged):
         return lead_id or event.call_id
@@ -238,6 +274,10 @@ def _classify(exc: msgspec.ValidationError) -> InvalidEvent:
         return InvalidEvent("unknown_type", f"unknown event type ({msg}); known: {', '.join(EVENT_TYPES)}")
     if path == "occurred_at":
         return InvalidEvent("bad_timestamp", f"`occurred_at` must be RFC 3339 with an offset ({msg})")
+    if path == "kind":
+        return InvalidEvent("unknown_kind", f"`kind` must be one of {', '.join(DEAL_KINDS)} ({msg})")
+    if path == "term_months":
+        return InvalidEvent("invalid_term", f"`term_months` must be a whole number of months from 1 to 120 ({msg})")
     return InvalidEvent("invalid_field", msg)
 
 
@@ -325,6 +365,12 @@ class EventValidator:
         stage = getattr(event, "stage", None) or getattr(event, "to_stage", None)
         if stage is not None and stage not in self.stages:
             raise InvalidEvent("unknown_stage", f"stage {stage!r} is not a configured open stage ({', '.join(sorted(self.stages))})")
+        kind = getattr(event, "kind", None)
+        if kind is not None and kind not in DEAL_KINDS:
+            raise InvalidEvent("unknown_kind", f"`kind` {kind!r} is not one of {', '.join(DEAL_KINDS)}")
+        term = getattr(event, "term_months", None)
+        if term is not None and not 1 <= term <= 120:
+            raise InvalidEvent("invalid_term", f"`term_months` must be a whole number of months from 1 to 120, got {term}")
         if isinstance(event, CallLogged) and not math.isfinite(event.duration_s):
             raise InvalidEvent("invalid_field", "`duration_s` must be finite")
         if topic_suffix is not None and TOPIC_OF_TYPE[event.type] != topic_suffix:

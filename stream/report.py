@@ -47,9 +47,35 @@ def _fmt(value: Any, key: str) -> str:
     return "-" if value is None else FORMATS[BY_KEY[key].unit](value)
 
 
-def _table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    headers = ["scope"] + [title for _, title in HEADLINE]
-    cells = [[name] + [_fmt(values.get(key), key) if key in values else "" for key, _ in HEADLINE] for name, values in rows]
+# The products and sources tables (docs/kpis.md, "Revenue and marketing").
+PRODUCT_COLUMNS = [
+    ("deals_won", "won"),
+    ("win_rate", "win rate"),
+    ("won_revenue", "revenue"),
+    ("won_revenue_new", "new"),
+    ("won_revenue_expansion", "expansion"),
+    ("won_revenue_renewal", "renewal"),
+    ("avg_contract_value_annual", "ACV"),
+    ("open_pipeline_value", "pipeline"),
+]
+SOURCE_COLUMNS = [
+    ("leads_created", "leads"),
+    ("mqls", "MQLs"),
+    ("leads_qualified", "SQLs"),
+    ("deals_won", "won"),
+    ("won_revenue", "revenue"),
+    ("marketing_spend", "spend"),
+    ("cost_per_lead", "CPL"),
+    ("cost_per_opportunity", "CPO"),
+    ("customer_acquisition_cost", "CAC"),
+    ("marketing_roi", "ROI"),
+]
+
+
+def _table(rows: list[tuple[str, dict[str, Any]]], columns: list[tuple[str, str]] = HEADLINE,
+           first: str = "scope") -> list[str]:
+    headers = [first] + [title for _, title in columns]
+    cells = [[name] + [_fmt(values.get(key), key) if key in values else "" for key, _ in columns] for name, values in rows]
     widths = [max(len(str(row[i])) for row in [headers] + cells) for i in range(len(headers))]
     line = lambda row: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
     return [line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells]
@@ -68,4 +94,13 @@ def render_snapshot(doc: dict[str, Any], top: int = 5) -> str:
         shown = reps if len(reps) <= 2 * top else reps[:top] + [("...", {})] + reps[-top:]
         out += _table(shown)
     out += ["", "stages: " + ", ".join(f"{s}: {v['open_deals']} open / {v['stage_entries']} entered" for s, v in doc["stages"].items())]
+    for section, columns, title, order in (("products", PRODUCT_COLUMNS, "product", "won_revenue"),
+                                           ("sources", SOURCE_COLUMNS, "source", "leads_created")):
+        rows = [(n, v) for n, v in (doc.get(section) or {}).items()]
+        if rows:
+            rows.sort(key=lambda item: (-(item[1].get(order) or 0), item[0]))
+            out += ["", f"{section} by {order.replace('_', ' ')}"]
+            out += _table(rows[: 3 * top], columns, title)
+            if len(rows) > 3 * top:
+                out.append(f"... and {len(rows) - 3 * top} more")
     return "\n".join(out)

@@ -27,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("KPI_SHARED_DIR", REPO_ROOT.parent / "shared"))
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 4
+# Partitions a deployment's workers share in all: every table group (leads, deals, spend) has PARTITIONS.
+GROUP_PARTITIONS = 3 * PARTITIONS
 
 
 def _request(url: str, token: str | None) -> urllib.request.Request:

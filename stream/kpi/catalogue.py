@@ -44,6 +44,17 @@ PARTS: dict[str, Part] = {p.name: p for p in (
     Part("open_value", MONEY, "current amounts of the deals without an outcome (per stage: in that stage)", windowed=False),
     Part("leads_awaiting", COUNT, "leads waiting for a first touch, within lead_max_age", windowed=False),
     Part("oldest_created", MINIMUM, "creation time (ms) of the oldest of them", windowed=False),
+    # Revenue and marketing (docs/kpis.md, "Revenue and marketing").
+    Part("won_revenue_new", MONEY, "final amounts of the deals of kind new won in the bucket"),
+    Part("won_revenue_expansion", MONEY, "final amounts of the deals of kind expansion won in the bucket"),
+    Part("won_revenue_renewal", MONEY, "final amounts of the deals of kind renewal won in the bucket"),
+    Part("new_customers_won", COUNT, "deals of kind new won in the bucket"),
+    Part("acv_sum", MONEY, "annualised final amounts (amount × 12 ÷ term_months) of the deals won with a term"),
+    Part("acv_deals", COUNT, "deals won with a term"),
+    Part("mqls", COUNT, "leads whose first lead.marketing_qualified is in the bucket"),
+    Part("marketing_spend", MONEY, "amounts of the spend.recorded of category marketing"),
+    Part("sales_spend", MONEY, "amounts of the spend.recorded of category sales"),
+    Part("spend_records", COUNT, "spend.recorded events (a channel or campaign with spend only is listed)"),
 )}
 
 
@@ -55,6 +66,7 @@ class Dimension:
     name: str
     parts: tuple[str, ...]
     doc: str
+    cap: str | None = None  # the engine's label cap (KPI_MAX_<CAP>) for dimensions other than scope
 
     @property
     def layout(self) -> Layout:
@@ -70,24 +82,50 @@ class Section:
     doc: str
 
 
-SCOPE_PARTS = tuple(name for name in PARTS if name != "stage_entries")
+SCOPE_PARTS = tuple(name for name in PARTS if name not in ("stage_entries", "spend_records"))
+# What a deal, a lead and a spend contribute per product, source and campaign.
+DEAL_PARTS = ("deals_won", "won_revenue", "cycle_ms", "deals_lost", "open_deals", "open_value", "won_revenue_new",
+              "won_revenue_expansion", "won_revenue_renewal", "new_customers_won", "acv_sum", "acv_deals")
+MARKETING_PARTS = (*DEAL_PARTS, "leads_created", "leads_qualified", "mqls", "marketing_spend", "sales_spend",
+                   "spend_records")
 DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     Dimension("scope", SCOPE_PARTS,
               "the crediting rep and the team on the crediting event (the roster's team is resolved when read); "
               "labels past KPI_MAX_REPS / KPI_MAX_TEAMS count as `_over_cap`"),
-    Dimension("stages", ("stage_entries", "open_deals", "open_value"), "the deal's stage (the configured stages)"),
+    Dimension("stages", ("stage_entries", "open_deals", "open_value", "deals_won", "deals_lost"),
+              "the deal's stage (the configured stages; a closed deal: its stage just before the outcome)"),
+    Dimension("products", DEAL_PARTS,
+              "the deal's product (`unspecified` without one); labels past KPI_MAX_PRODUCTS count as `_over_cap`",
+              cap="products"),
+    Dimension("sources", MARKETING_PARTS,
+              "the channel: the deal's and the lead's `source`, the spend's `channel` (`unspecified` without one); "
+              "labels past KPI_MAX_SOURCES count as `_over_cap`", cap="sources"),
+    Dimension("campaigns", MARKETING_PARTS,
+              "the deal's, lead's or spend's `campaign` (none: in no campaign); labels past KPI_MAX_CAMPAIGNS count "
+              "as `_over_cap`", cap="campaigns"),
 )}
 _LAYOUTS = {d.name: Layout([PARTS[p] for p in d.parts]) for d in DIMENSIONS.values()}
 DIMENSION_ORDER = tuple(DIMENSIONS)  # contributions name their dimension by position
 SCOPE = DIMENSION_ORDER.index("scope")
 STAGES = DIMENSION_ORDER.index("stages")
+PRODUCTS = DIMENSION_ORDER.index("products")
+SOURCES = DIMENSION_ORDER.index("sources")
+CAMPAIGNS = DIMENSION_ORDER.index("campaigns")
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("overall", "scope", "everything, uncredited events included"),
     Section("teams", "scope", "per team: the team on the crediting event, else the roster's, else `unassigned`"),
     Section("reps", "scope", "per crediting rep"),
     Section("stages", "stages", "per configured stage, every stage listed"),
+    Section("products", "products", "per deal product; `unspecified` for deals without one"),
+    Section("sources", "sources", "per channel: the lead's or deal's `source`, the spend's `channel`; `unspecified` "
+            "for leads and deals without one"),
+    Section("campaigns", "campaigns", "per campaign; leads, deals and spend without one count in no campaign"),
 )}
+# The labelled sections read from a dimension other than scope and stages, as (section, dimension index).
+LABEL_SECTIONS = (("products", PRODUCTS), ("sources", SOURCES), ("campaigns", CAMPAIGNS))
+P_S_C = ("products", "sources", "campaigns")
+S_C = ("sources", "campaigns")
 SCOPE_SECTIONS = ("overall", "teams", "reps")
 
 
@@ -164,9 +202,12 @@ class Kpi:
 
     def labels(self, dimension: str) -> list[str]:
         """The Prometheus labels of its metric for ``dimension``."""
-        base = ["scope", "team", "rep"] if dimension == "scope" else ["stage"]
+        base = ["scope", "team", "rep"] if dimension == "scope" else [_LABEL_NAMES[dimension]]
         window = [] if self.timing in (NOW, MONTH) else ["window"]
         return base + window + (["currency"] if self.unit == "money" else [])
+
+
+_LABEL_NAMES = {"stages": "stage", "products": "product", "sources": "source", "campaigns": "campaign"}
 
 
 def _p(q: float) -> Callable[[Inputs], float | None]:
@@ -199,6 +240,16 @@ def _oldest_wait(x: Inputs) -> float | None:
     return None if oldest is None else (x.now_ms - oldest) / 1000
 
 
+def _money_ratio(num: Decimal | int, den: int) -> float | None:
+    """Money per unit from the exact sums, to the cent."""
+    return money(Decimal(num) / den) if den else None
+
+
+def _roi(x: Inputs) -> float | None:
+    spend = x.marketing_spend
+    return float((Decimal(x.won_revenue) - spend) / spend) if spend else None
+
+
 O_T_R = SCOPE_SECTIONS
 
 
@@ -206,11 +257,21 @@ def _m(name: str, help: str) -> dict[str, Metric]:
     return {"scope": Metric(name, help)}
 
 
+def _also(metrics: dict[str, Metric], *dimensions: str) -> dict[str, Metric]:
+    """``metrics`` plus the same metric per product, source, campaign or stage: ``kpi_<label>_<name>``."""
+    scope = metrics["scope"]
+    out = dict(metrics)
+    for dim in dimensions:
+        label = _LABEL_NAMES[dim]
+        out[dim] = Metric(f"kpi_{label}_{scope.name.removeprefix('kpi_')}", f"{scope.help} Per {label}.")
+    return out
+
+
 KPIS: tuple[Kpi, ...] = (
-    Kpi("leads_created", "count", WINDOW, O_T_R, "its `rep_id`, else `unassigned`",
+    Kpi("leads_created", "count", WINDOW, (*O_T_R, *S_C), "its `rep_id`, else `unassigned`",
         "leads whose defining `lead.created` is in W",
         lambda x: x.leads_created,
-        _m("kpi_leads_created", "Leads whose lead.created is in the window (leads_created).")),
+        _also(_m("kpi_leads_created", "Leads whose lead.created is in the window (leads_created)."), *S_C)),
     Kpi("leads_responded", "count", WINDOW, O_T_R, "the first touch's rep",
         "leads whose first touch (`lead.touched`, or `call.logged` with the lead) is in W",
         lambda x: x.leads_responded,
@@ -242,12 +303,12 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("oldest_wait_seconds", "seconds", NOW, O_T_R, "the lead's owner, else `unassigned`", "`now` − creation of the oldest lead awaiting a response",
         _oldest_wait,
         _m("kpi_oldest_wait_seconds", "How long the oldest lead awaiting a response has waited, now (oldest_wait_seconds).")),
-    Kpi("leads_qualified", "count", WINDOW, O_T_R, "the qualifying event's rep", "leads whose first `lead.qualified` is in W",
+    Kpi("leads_qualified", "count", WINDOW, (*O_T_R, *S_C), "the qualifying event's rep", "leads whose first `lead.qualified` is in W",
         lambda x: x.leads_qualified,
-        _m("kpi_leads_qualified", "Leads whose first lead.qualified is in the window (leads_qualified).")),
-    Kpi("lead_to_opportunity_ratio", "ratio", WINDOW, O_T_R, "as its parts", "`leads_qualified` ÷ `leads_created`",
+        _also(_m("kpi_leads_qualified", "Leads whose first lead.qualified is in the window (leads_qualified)."), *S_C)),
+    Kpi("lead_to_opportunity_ratio", "ratio", WINDOW, (*O_T_R, *S_C), "as its parts", "`leads_qualified` ÷ `leads_created`",
         lambda x: ratio(x.leads_qualified, x.leads_created),
-        _m("kpi_lead_to_opportunity_ratio", "Leads qualified / leads created in the window (lead_to_opportunity_ratio).")),
+        _also(_m("kpi_lead_to_opportunity_ratio", "Leads qualified / leads created in the window (lead_to_opportunity_ratio)."), *S_C)),
     Kpi("touches_to_meeting_mean", "number", WINDOW, O_T_R, "the booking's rep",
         "over the leads whose first `meeting.booked` is in W: mean touches up to that booking",
         lambda x: ratio(x.meeting_touches, x.meetings),
@@ -263,32 +324,32 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("talk_seconds_total", "seconds", WINDOW, O_T_R, "the call's rep", "talk time (`duration_s`) of the connected calls in W",
         lambda x: x.talk_ms / 1000,
         _m("kpi_talk_time_seconds", "Talk time of connected calls in the window (talk_seconds_total).")),
-    Kpi("deals_won", "count", WINDOW, O_T_R, "the deal's owner", "deals whose outcome (won) is in W", lambda x: x.deals_won,
-        _m("kpi_deals_won", "Deals won in the window (deals_won).")),
-    Kpi("deals_lost", "count", WINDOW, O_T_R, "the deal's owner", "deals whose outcome (lost) is in W", lambda x: x.deals_lost,
-        _m("kpi_deals_lost", "Deals lost in the window (deals_lost).")),
-    Kpi("win_rate", "ratio", WINDOW, O_T_R, "the deal's owner", "won ÷ (won + lost) of the deals closed in W",
+    Kpi("deals_won", "count", WINDOW, (*O_T_R, *P_S_C, "stages"), "the deal's owner", "deals whose outcome (won) is in W (per stage: by the stage just before it)", lambda x: x.deals_won,
+        _also(_m("kpi_deals_won", "Deals won in the window (deals_won)."), *P_S_C, "stages")),
+    Kpi("deals_lost", "count", WINDOW, (*O_T_R, *P_S_C, "stages"), "the deal's owner", "deals whose outcome (lost) is in W (per stage: by the stage just before it; where the pipeline leaks)", lambda x: x.deals_lost,
+        _also(_m("kpi_deals_lost", "Deals lost in the window (deals_lost)."), *P_S_C, "stages")),
+    Kpi("win_rate", "ratio", WINDOW, (*O_T_R, *P_S_C), "the deal's owner", "won ÷ (won + lost) of the deals closed in W",
         lambda x: ratio(x.deals_won, x.deals_won + x.deals_lost),
-        _m("kpi_win_ratio", "Won / (won + lost) of the deals closed in the window (win_rate).")),
-    Kpi("won_revenue", "money", WINDOW, O_T_R, "the deal's owner",
+        _also(_m("kpi_win_ratio", "Won / (won + lost) of the deals closed in the window (win_rate)."), *P_S_C)),
+    Kpi("won_revenue", "money", WINDOW, (*O_T_R, *P_S_C), "the deal's owner",
         "sum of the final amounts of the deals won in W (exact decimals, reported to the cent)",
         lambda x: money(x.won_revenue),
-        _m("kpi_won_revenue", "Final amounts of the deals won in the window (won_revenue).")),
-    Kpi("avg_deal_size", "money", WINDOW, O_T_R, "the deal's owner", "mean final amount of the deals won in W",
+        _also(_m("kpi_won_revenue", "Final amounts of the deals won in the window (won_revenue)."), *P_S_C)),
+    Kpi("avg_deal_size", "money", WINDOW, (*O_T_R, *P_S_C), "the deal's owner", "mean final amount of the deals won in W",
         lambda x: None if (avg := _avg_deal(x)) is None else money(avg),
-        _m("kpi_deal_size_mean", "Mean final amount of the deals won in the window (avg_deal_size).")),
-    Kpi("sales_cycle_days_mean", "days", WINDOW, O_T_R, "the deal's owner",
+        _also(_m("kpi_deal_size_mean", "Mean final amount of the deals won in the window (avg_deal_size)."), *P_S_C)),
+    Kpi("sales_cycle_days_mean", "days", WINDOW, (*O_T_R, *P_S_C), "the deal's owner",
         "mean `deal.created`-to-outcome time in days (floored at 0) of the deals won in W", _cycle_days,
-        _m("kpi_sales_cycle_mean_seconds",
-           "Mean deal.created-to-won time of the deals won in the window (sales_cycle_days_mean, in seconds).")),
-    Kpi("open_deals", "count", NOW, (*O_T_R, "stages"), "the deal's owner", "deals without an outcome (per stage: in that stage)",
+        _also(_m("kpi_sales_cycle_mean_seconds",
+           "Mean deal.created-to-won time of the deals won in the window (sales_cycle_days_mean, in seconds)."), *P_S_C)),
+    Kpi("open_deals", "count", NOW, (*O_T_R, "stages", *P_S_C), "the deal's owner", "deals without an outcome (per stage: in that stage)",
         lambda x: x.open_deals,
-        {"scope": Metric("kpi_open_deals", "Deals without an outcome, now (open_deals)."),
-         "stages": Metric("kpi_stage_open_deals", "Open deals in the stage, now.")}),
-    Kpi("open_pipeline_value", "money", NOW, (*O_T_R, "stages"), "the deal's owner", "current amounts of the deals without an outcome (per stage: in that stage)",
+        _also({"scope": Metric("kpi_open_deals", "Deals without an outcome, now (open_deals)."),
+               "stages": Metric("kpi_stage_open_deals", "Open deals in the stage, now.")}, *P_S_C)),
+    Kpi("open_pipeline_value", "money", NOW, (*O_T_R, "stages", *P_S_C), "the deal's owner", "current amounts of the deals without an outcome (per stage: in that stage)",
         lambda x: money(x.open_value),
-        {"scope": Metric("kpi_open_pipeline_value", "Current amounts of the deals without an outcome, now (open_pipeline_value)."),
-         "stages": Metric("kpi_stage_open_pipeline_value", "Current amounts of the open deals in the stage, now.")}),
+        _also({"scope": Metric("kpi_open_pipeline_value", "Current amounts of the deals without an outcome, now (open_pipeline_value)."),
+               "stages": Metric("kpi_stage_open_pipeline_value", "Current amounts of the open deals in the stage, now.")}, *P_S_C)),
     Kpi("pipeline_velocity_per_day", "money", WINDOW_AND_NOW, O_T_R, "as its parts",
         "`open_deals` (now) × `avg_deal_size` × `win_rate` ÷ `sales_cycle_days_mean` (W): money per day; "
         "null when a factor is null or the cycle is 0", _velocity,
@@ -311,6 +372,59 @@ KPIS: tuple[Kpi, ...] = (
         _m("kpi_quota_attainment_ratio",
            "Month to date: rep = won revenue / monthly quota; team and overall = share of the roster's "
            "quota-carrying reps at >= 1 (quota_attainment).")),
+    # --- revenue split, contract value, marketing and spend (docs/kpis.md, "Revenue and marketing") -----------
+    Kpi("won_revenue_new", "money", WINDOW, (*O_T_R, *P_S_C), "the deal's owner",
+        "`won_revenue` of the deals of kind `new` (a `deal.created` without `kind` is `new`)",
+        lambda x: money(x.won_revenue_new),
+        _also(_m("kpi_won_revenue_new", "Final amounts of the deals of kind new won in the window (won_revenue_new)."),
+              *P_S_C)),
+    Kpi("won_revenue_expansion", "money", WINDOW, (*O_T_R, *P_S_C), "the deal's owner",
+        "`won_revenue` of the deals of kind `expansion`", lambda x: money(x.won_revenue_expansion),
+        _also(_m("kpi_won_revenue_expansion",
+                 "Final amounts of the deals of kind expansion won in the window (won_revenue_expansion)."), *P_S_C)),
+    Kpi("won_revenue_renewal", "money", WINDOW, (*O_T_R, *P_S_C), "the deal's owner",
+        "`won_revenue` of the deals of kind `renewal`", lambda x: money(x.won_revenue_renewal),
+        _also(_m("kpi_won_revenue_renewal",
+                 "Final amounts of the deals of kind renewal won in the window (won_revenue_renewal)."), *P_S_C)),
+    Kpi("new_customers_won", "count", WINDOW, (*O_T_R, *P_S_C), "the deal's owner", "deals won in W whose kind is `new`",
+        lambda x: x.new_customers_won,
+        _also(_m("kpi_new_customers_won", "Deals of kind new won in the window (new_customers_won)."), *P_S_C)),
+    Kpi("avg_contract_value_annual", "money", WINDOW, (*O_T_R, *P_S_C), "the deal's owner",
+        "over the deals won in W that have a term (`term_months` of the outcome, else of `deal.created`): mean of "
+        "final amount × 12 ÷ `term_months`", lambda x: _money_ratio(x.acv_sum, x.acv_deals),
+        _also(_m("kpi_contract_value_annual_mean",
+                 "Mean annualised final amount (amount x 12 / term_months) of the deals won with a term in the window "
+                 "(avg_contract_value_annual)."), *P_S_C)),
+    Kpi("mqls", "count", WINDOW, (*O_T_R, *S_C), "that event's `rep_id`, else the lead's owner, else `unassigned`",
+        "leads whose first `lead.marketing_qualified` is in W", lambda x: x.mqls,
+        _also(_m("kpi_mqls", "Leads whose first lead.marketing_qualified is in the window (mqls)."), *S_C)),
+    Kpi("mql_to_sql_ratio", "ratio", WINDOW, (*O_T_R, *S_C), "as its parts",
+        "`leads_qualified` ÷ `mqls` (`lead.qualified` is the sales-qualified step)",
+        lambda x: ratio(x.leads_qualified, x.mqls),
+        _also(_m("kpi_mql_to_sql_ratio", "Leads qualified / MQLs in the window (mql_to_sql_ratio)."), *S_C)),
+    Kpi("marketing_spend", "money", WINDOW, ("overall", *S_C), "not credited",
+        "sum of the `amount`s of `spend.recorded` of category `marketing` (the default) in W; per `channel` in "
+        "sources, per `campaign` in campaigns", lambda x: money(x.marketing_spend),
+        _also(_m("kpi_marketing_spend", "Marketing spend recorded in the window (marketing_spend)."), *S_C)),
+    Kpi("sales_spend", "money", WINDOW, ("overall", *S_C), "not credited",
+        "sum of the `amount`s of `spend.recorded` of category `sales` in W", lambda x: money(x.sales_spend),
+        _also(_m("kpi_sales_spend", "Sales spend recorded in the window (sales_spend)."), *S_C)),
+    Kpi("cost_per_lead", "money", WINDOW, ("overall", *S_C), "—", "`marketing_spend` ÷ `leads_created`",
+        lambda x: _money_ratio(x.marketing_spend, x.leads_created),
+        _also(_m("kpi_cost_per_lead", "Marketing spend / leads created in the window (cost_per_lead)."), *S_C)),
+    Kpi("cost_per_opportunity", "money", WINDOW, ("overall", *S_C), "—", "`marketing_spend` ÷ `leads_qualified`",
+        lambda x: _money_ratio(x.marketing_spend, x.leads_qualified),
+        _also(_m("kpi_cost_per_opportunity",
+                 "Marketing spend / leads qualified in the window (cost_per_opportunity)."), *S_C)),
+    Kpi("customer_acquisition_cost", "money", WINDOW, ("overall", *S_C), "—",
+        "(`marketing_spend` + `sales_spend`) ÷ `new_customers_won`",
+        lambda x: _money_ratio(x.marketing_spend + x.sales_spend, x.new_customers_won),
+        _also(_m("kpi_customer_acquisition_cost",
+                 "(Marketing + sales spend) / new customers won in the window (customer_acquisition_cost)."), *S_C)),
+    Kpi("marketing_roi", "ratio", WINDOW, ("overall", *S_C), "—",
+        "(`won_revenue` − `marketing_spend`) ÷ `marketing_spend`; null without marketing spend", _roi,
+        _also(_m("kpi_marketing_roi", "(Won revenue - marketing spend) / marketing spend in the window (marketing_roi)."),
+              *S_C)),
 )
 BY_KEY: dict[str, Kpi] = {k.key: k for k in KPIS}
 

@@ -27,6 +27,7 @@ from stream.kpi.facts import (
     diff_contributions,
     fact_from_event,
     lead_contributions,
+    spend_contributions,
 )
 from stream.kpi.parts import Row
 from stream.kpi.store import LabelCap, PartitionAggregates
@@ -34,8 +35,8 @@ from stream.kpi.windows import DayCalendar, minute_of
 
 log = logging.getLogger(__name__)
 
-GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals"}
-TOPICS_OF_GROUP = {"leads": ("leads", "calls"), "deals": ("deals",)}
+GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals", "spend": "spend"}
+TOPICS_OF_GROUP = {"leads": ("leads", "calls"), "deals": ("deals",), "spend": ("spend",)}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Entity).decode
 ARCHIVE_PREFIX = "A:"  # the per-partition record of retired entities' contributions
@@ -65,6 +66,9 @@ class EngineConfig:
     max_facts_per_entity: int = 2000
     max_reps: int = 5000
     max_teams: int = 500
+    max_products: int = 200
+    max_sources: int = 100
+    max_campaigns: int = 500
 
 
 def engine_config(settings: Any, **overrides: Any) -> EngineConfig:
@@ -80,6 +84,9 @@ def engine_config(settings: Any, **overrides: Any) -> EngineConfig:
         max_facts_per_entity=settings.kpi_max_facts_per_entity,
         max_reps=settings.kpi_max_reps,
         max_teams=settings.kpi_max_teams,
+        max_products=settings.kpi_max_products,
+        max_sources=settings.kpi_max_sources,
+        max_campaigns=settings.kpi_max_campaigns,
     )
     return EngineConfig(**{**values, **overrides})
 
@@ -88,13 +95,20 @@ def entity_key(event: Event) -> str:
     """Table key: leads and lone calls share the leads group's table, so they get distinct prefixes."""
     if isinstance(event, CallLogged) and event.lead_id is None:
         return "C:" + event.call_id
-    if TOPIC_OF_TYPE[event.type] == "deals":
+    topic = TOPIC_OF_TYPE[event.type]
+    if topic == "deals":
         return "D:" + event.deal_id  # type: ignore[attr-defined]
+    if topic == "spend":
+        return "S:" + event.event_id  # each spend is its own entity: nothing else ever refers to it
     return "L:" + event.lead_id  # type: ignore[attr-defined]
 
 
 def contributions_of(key: str, entity: Entity, sla_ms: int) -> list[Contribution]:
-    return deal_contributions(entity.facts) if key.startswith("D:") else lead_contributions(entity.facts, sla_ms)
+    if key.startswith("D:"):
+        return deal_contributions(entity.facts)
+    if key.startswith("S:"):
+        return spend_contributions(entity.facts)
+    return lead_contributions(entity.facts, sla_ms)
 
 
 def retirable(key: str, entity: Entity, cutoff_ms: int) -> bool:
@@ -234,7 +248,9 @@ class KpiEngine:
         self._retention_ms = round(config.entity_retention_seconds * 1000)
         self._sla_ms = round(config.sla_seconds * 1000)
         # One cap per worker, shared by its partitions, so an id maps to one label everywhere here.
-        self.caps = {"reps": LabelCap(config.max_reps), "teams": LabelCap(config.max_teams)}
+        self.caps = {"reps": LabelCap(config.max_reps), "teams": LabelCap(config.max_teams),
+                     "products": LabelCap(config.max_products), "sources": LabelCap(config.max_sources),
+                     "campaigns": LabelCap(config.max_campaigns)}
         self.retired = 0  # entities removed from the table by retire()
         self.archived_rows_skipped = 0  # rows a rebuild found already archived (a crash hit between the two writes)
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from stream.kpi.catalogue import DIMENSIONS, SCOPE, STAGES
+from stream.kpi.catalogue import CAMPAIGNS, DIMENSIONS, PRODUCTS, SCOPE, SOURCES, STAGES
 from stream.events import (
     CallLogged,
     DealCreated,
@@ -30,10 +30,12 @@ from stream.events import (
     Event,
     LeadCreated,
     LIFECYCLE_RANK,
+    SpendRecorded,
     epoch_ms,
 )
 
 UNASSIGNED = "unassigned"
+UNSPECIFIED = "unspecified"  # the product or source label of a deal or lead without one
 TOUCH_KINDS = frozenset({"lead.touched", "call.logged"})
 
 
@@ -50,7 +52,13 @@ class Fact(msgspec.Struct, array_like=True, frozen=True, order=True):
     amount: str | None = None  # exact decimal text
     connected: bool = False
     talk_ms: int = 0
-    source: str | None = None  # lead.created's source, for alert messages
+    source: str | None = None  # lead.created's and deal.created's source, spend.recorded's channel
+    # Appended fields (entities stored before them decode with the defaults).
+    campaign: str | None = None
+    category: str | None = None  # deal.created's `kind`; spend.recorded's `category`
+    product: str | None = None
+    account: str | None = None
+    term: int | None = None  # term_months of deal.created / deal.won
 
 
 class Entity(msgspec.Struct, array_like=True):
@@ -61,35 +69,29 @@ class Entity(msgspec.Struct, array_like=True):
 
 
 def fact_from_event(event: Event) -> Fact:
+    # One branch per type, positional fields in Fact's order: this runs for every event (bench/RESULTS.md).
     kind = event.type
-    stage = None
-    amount = None
-    connected = False
-    talk_ms = 0
-    if isinstance(event, DealCreated):
-        stage, amount = event.stage, str(event.amount)
-    elif isinstance(event, DealStageChanged):
-        stage = event.to_stage
-        amount = None if event.amount is None else str(event.amount)
-    elif isinstance(event, DealWon):
-        amount = None if event.amount is None else str(event.amount)
-    elif isinstance(event, CallLogged):
+    ts, rank, eid, rep, team = epoch_ms(event.occurred_at), LIFECYCLE_RANK[kind], event.event_id, event.rep_id, event.team
+    if isinstance(event, CallLogged):
         connected = event.outcome == "connected"
-        talk_ms = round(event.duration_s * 1000) if connected else 0
-    source = event.source if isinstance(event, LeadCreated) else None
-    return Fact(
-        ts=epoch_ms(event.occurred_at),
-        rank=LIFECYCLE_RANK[kind],
-        eid=event.event_id,
-        kind=kind,
-        rep=event.rep_id,
-        team=event.team,
-        stage=stage,
-        amount=amount,
-        connected=connected,
-        talk_ms=talk_ms,
-        source=source,
-    )
+        return Fact(ts, rank, eid, kind, rep, team, None, None, connected,
+                    round(event.duration_s * 1000) if connected else 0)
+    if isinstance(event, LeadCreated):
+        return Fact(ts, rank, eid, kind, rep, team, None, None, False, 0, event.source, event.campaign)
+    if isinstance(event, DealCreated):
+        return Fact(ts, rank, eid, kind, rep, team, event.stage, str(event.amount), False, 0, event.source,
+                    event.campaign, event.kind, event.product, event.account_id, event.term_months)
+    if isinstance(event, DealStageChanged):
+        amount = event.amount
+        return Fact(ts, rank, eid, kind, rep, team, event.to_stage, None if amount is None else str(amount))
+    if isinstance(event, DealWon):
+        amount = event.amount
+        return Fact(ts, rank, eid, kind, rep, team, None, None if amount is None else str(amount), False, 0,
+                    None, None, None, None, None, event.term_months)
+    if isinstance(event, SpendRecorded):
+        return Fact(ts, rank, eid, kind, rep, team, None, str(event.amount), False, 0, event.channel, event.campaign,
+                    event.category)
+    return Fact(ts, rank, eid, kind, rep, team)
 
 
 # --- contributions --------------------------------------------------------------------------------
@@ -124,9 +126,19 @@ _CALL = ((_S["calls"], 1),)
 _CALLS, _CONNECTED, _TALK = _S["calls"], _S["calls_connected"], _S["talk_ms"]
 _RESPONDED, _RESPONSE_MS, _WITHIN_SLA = _S["leads_responded"], _S["response_ms"], _S["responses_within_sla"]
 _MEETINGS, _MEETING_TOUCHES = _S["meetings"], _S["meeting_touches"]
-_LOST = ((_S["deals_lost"], 1),)
 _STAGE_ENTRY = ((_G["stage_entries"], 1),)
 _RESPONSE_HIST = _S_HIST["response_hist"]
+_P = DIMENSIONS["products"].layout.index
+_SRC = DIMENSIONS["sources"].layout.index
+_CMP = DIMENSIONS["campaigns"].layout.index
+_SRC_CREATED, _CMP_CREATED = ((_SRC["leads_created"], 1),), ((_CMP["leads_created"], 1),)
+_SRC_QUALIFIED, _CMP_QUALIFIED = ((_SRC["leads_qualified"], 1),), ((_CMP["leads_qualified"], 1),)
+_MQL, _SRC_MQL, _CMP_MQL = ((_S["mqls"], 1),), ((_SRC["mqls"], 1),), ((_CMP["mqls"], 1),)
+_G_WON, _G_LOST = ((_G["deals_won"], 1),), ((_G["deals_lost"], 1),)
+# Per dimension of a deal's outcome and open state: scope, products, sources, campaigns.
+_DEAL_INDEXES = ((SCOPE, _S), (PRODUCTS, _P), (SOURCES, _SRC), (CAMPAIGNS, _CMP))
+_KIND_PART = {"new": "won_revenue_new", "expansion": "won_revenue_expansion", "renewal": "won_revenue_renewal"}
+_ACV_QUANTUM = Decimal("1e-8")  # annualised amounts are kept to 1e-8 so their sums stay exact
 
 
 def diff_contributions(old: list[Contribution], new: list[Contribution]) -> tuple[list[Contribution], list[Contribution]]:
@@ -157,7 +169,7 @@ def diff_contributions(old: list[Contribution], new: list[Contribution]) -> tupl
 def lead_contributions(facts: list[Fact], sla_ms: int) -> list[Contribution]:
     """What a lead entity (facts of leads + calls topics for one key) adds to the aggregates."""
     out: list[Contribution] = []
-    created = first_touch = first_qualified = first_meeting = owner = None
+    created = first_touch = first_qualified = first_meeting = owner = first_mql = None
     disqualified = False
     for f in facts:  # already in (ts, rank, eid) order
         kind = f.kind
@@ -182,11 +194,19 @@ def lead_contributions(facts: list[Fact], sla_ms: int) -> list[Contribution]:
                 first_qualified = f
         elif kind == "lead.disqualified":
             disqualified = True
+        elif kind == "lead.marketing_qualified":
+            if first_mql is None:
+                first_mql = f
     if created is None:
         # Held: facts wait for the defining lead.created (calls count regardless: they are calls).
         return out
     out.append(Contribution("created", created.ts, created.rep or UNASSIGNED, created.team, SCOPE, None, WINDOWED,
                             _CREATED))
+    # Per channel and campaign: those of the defining lead.created (docs/kpis.md, "Revenue and marketing").
+    source, campaign = created.source or UNSPECIFIED, created.campaign
+    out.append(Contribution("created", created.ts, UNASSIGNED, None, SOURCES, source, WINDOWED, _SRC_CREATED))
+    if campaign is not None:
+        out.append(Contribution("created", created.ts, UNASSIGNED, None, CAMPAIGNS, campaign, WINDOWED, _CMP_CREATED))
     if first_touch is not None:
         response_ms = max(0, first_touch.ts - created.ts)
         if response_ms <= sla_ms:
@@ -203,6 +223,24 @@ def lead_contributions(facts: list[Fact], sla_ms: int) -> list[Contribution]:
     if first_qualified is not None:
         out.append(Contribution("qualified", first_qualified.ts, first_qualified.rep or UNASSIGNED, first_qualified.team,
                                 SCOPE, None, WINDOWED, _QUALIFIED))
+        ts = first_qualified.ts
+        out.append(Contribution("qualified", ts, UNASSIGNED, None, SOURCES, source, WINDOWED, _SRC_QUALIFIED))
+        if campaign is not None:
+            out.append(Contribution("qualified", ts, UNASSIGNED, None, CAMPAIGNS, campaign, WINDOWED, _CMP_QUALIFIED))
+    if first_mql is not None:
+        # Credited to the MQL event's rep, else the lead's owner (the latest lead.created/lead.assigned with a
+        # rep), else `unassigned`; the team is the crediting event's.
+        if first_mql.rep:
+            rep, team = first_mql.rep, first_mql.team
+        elif owner is not None:
+            rep, team = owner.rep, owner.team
+        else:
+            rep, team = UNASSIGNED, first_mql.team or created.team
+        ts = first_mql.ts
+        out.append(Contribution("mql", ts, rep, team, SCOPE, None, WINDOWED, _MQL))
+        out.append(Contribution("mql", ts, UNASSIGNED, None, SOURCES, source, WINDOWED, _SRC_MQL))
+        if campaign is not None:
+            out.append(Contribution("mql", ts, UNASSIGNED, None, CAMPAIGNS, campaign, WINDOWED, _CMP_MQL))
     if first_meeting is not None:
         touches = sum(1 for f in facts if f.kind in TOUCH_KINDS and f.ts <= first_meeting.ts)
         out.append(Contribution("meeting", first_meeting.ts, first_meeting.rep or UNASSIGNED, first_meeting.team, SCOPE,
@@ -233,15 +271,47 @@ def deal_contributions(facts: list[Fact]) -> list[Contribution]:
     for entered_stage, ts in entered.items():
         out.append(Contribution("stage_entry", ts, owner, team, STAGES, entered_stage, WINDOWED, _STAGE_ENTRY))
     value = Decimal(amount) if amount is not None else Decimal(0)
+    # Product, source, campaign and kind: those of the defining deal.created; no campaign: in none.
+    labels = (None, created.product or UNSPECIFIED, created.source or UNSPECIFIED, created.campaign)
     if outcome is None:
-        out.append(Contribution("open", created.ts, owner, team, SCOPE, None, CURRENT,
-                                ((_S["open_deals"], 1), (_S["open_value"], value))))
         out.append(Contribution("open", created.ts, owner, team, STAGES, stage or "", CURRENT,
                                 ((_G["open_deals"], 1), (_G["open_value"], value))))
+        for (dim, idx), label in zip(_DEAL_INDEXES, labels):
+            if dim == SCOPE or label is not None:
+                out.append(Contribution("open", created.ts, owner, team, dim, label, CURRENT,
+                                        ((idx["open_deals"], 1), (idx["open_value"], value))))
     elif outcome.kind == "deal.won":
         cycle_ms = max(0, outcome.ts - created.ts)
-        out.append(Contribution("won", outcome.ts, owner, team, SCOPE, None, WINDOWED,
-                                ((_S["deals_won"], 1), (_S["won_revenue"], value), (_S["cycle_ms"], cycle_ms))))
+        kind_part = _KIND_PART[created.category or "new"]
+        term = outcome.term or created.term  # the outcome's term when given, else the deal.created's
+        acv = None if term is None else (value * 12 / term).quantize(_ACV_QUANTUM)
+        out.append(Contribution("won", outcome.ts, owner, team, STAGES, stage or "", WINDOWED, _G_WON))
+        for (dim, idx), label in zip(_DEAL_INDEXES, labels):
+            if dim != SCOPE and label is None:
+                continue
+            adds = [(idx["deals_won"], 1), (idx["won_revenue"], value), (idx["cycle_ms"], cycle_ms), (idx[kind_part], value)]
+            if kind_part == "won_revenue_new":
+                adds.append((idx["new_customers_won"], 1))
+            if acv is not None:
+                adds += ((idx["acv_sum"], acv), (idx["acv_deals"], 1))
+            out.append(Contribution("won", outcome.ts, owner, team, dim, label, WINDOWED, tuple(adds)))
     else:
-        out.append(Contribution("lost", outcome.ts, owner, team, SCOPE, None, WINDOWED, _LOST))
+        out.append(Contribution("lost", outcome.ts, owner, team, STAGES, stage or "", WINDOWED, _G_LOST))
+        for (dim, idx), label in zip(_DEAL_INDEXES, labels):
+            if dim == SCOPE or label is not None:
+                out.append(Contribution("lost", outcome.ts, owner, team, dim, label, WINDOWED, ((idx["deals_lost"], 1),)))
+    return out
+
+
+def spend_contributions(facts: list[Fact]) -> list[Contribution]:
+    """What a spend.recorded adds: its amount per channel and campaign (overall is the sum of the channels)."""
+    out: list[Contribution] = []
+    for f in facts:  # one fact: a spend entity is keyed by its event_id
+        part = "sales_spend" if f.category == "sales" else "marketing_spend"
+        value = Decimal(f.amount or 0)
+        out.append(Contribution("spend", f.ts, UNASSIGNED, None, SOURCES, f.source or UNSPECIFIED, WINDOWED,
+                                ((_SRC[part], value), (_SRC["spend_records"], 1))))
+        if f.campaign is not None:
+            out.append(Contribution("spend", f.ts, UNASSIGNED, None, CAMPAIGNS, f.campaign, WINDOWED,
+                                    ((_CMP[part], value), (_CMP["spend_records"], 1))))
     return out

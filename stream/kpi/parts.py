@@ -119,6 +119,9 @@ class Row:
     def from_wire(cls, wire: list, layout: Layout) -> Row:
         values, hists, mins = wire
         money = layout.money
+        values = list(values)
+        if len(values) < len(layout.additive):  # written before parts were appended: they start at 0
+            values += [0] * (len(layout.additive) - len(values))
         row = cls([Decimal(x) if i in money else x for i, x in enumerate(values)])
         if hists:
             row.hists = {int(i): ResponseHistogram.from_wire(h) for i, h in hists.items()}

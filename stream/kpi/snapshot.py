@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.kpi.catalogue import BY_KEY, DIMENSIONS, SCOPE, STAGES, Inputs, keys_of, now_keys, ratio
+from stream.kpi.catalogue import BY_KEY, DIMENSIONS, LABEL_SECTIONS, SCOPE, SOURCES, STAGES, Inputs, keys_of, now_keys, ratio
 from stream.kpi.facts import UNASSIGNED
 from stream.kpi.parts import Layout, Row
 from stream.kpi.windows import ms_to_datetime
@@ -92,15 +92,27 @@ def build_snapshot(
             if target is None:
                 target = table[name] = scope_layout.row()
             target.merge(row)
+    _add_spend(overall, scope_layout, merged[SOURCES])
     values: dict[str, Any] = {
         "overall": _compute(overall, scope_layout, keys_of("overall", window), now_ms),
         "teams": _listed(teams, scope_layout, "teams", window, now_ms),
         "reps": _listed(reps, scope_layout, "reps", window, now_ms),
         "stages": _stages(merged[STAGES], stages, window, now_ms),
     }
+    for section, dim in LABEL_SECTIONS:
+        values[section] = _listed(merged[dim], DIMENSIONS[section].layout, section, window, now_ms)
     if window == "month":
         _add_quota_attainment(values, reps, roster)
     return Snapshot(window=window, now_ms=now_ms, values=values)
+
+
+def _add_spend(overall: Row, layout: Layout, sources: dict[Any, Row]) -> None:
+    """Spend is credited to no rep: overall's is the sum over the channels (every spend has one)."""
+    source_layout = DIMENSIONS["sources"].layout
+    for part in ("marketing_spend", "sales_spend"):
+        mine, theirs = layout.index[part], source_layout.index[part]
+        for row in sources.values():
+            overall.v[mine] += row.v[theirs]
 
 
 def _compute(row: Row, layout: Layout, keys: Iterable[str], now_ms: int, next_row: Row | None = None) -> dict[str, Any]:

@@ -93,6 +93,9 @@ class PartitionAggregates:
         caps = caps or {}
         self.reps = caps.get("reps") or LabelCap(10**9)
         self.teams = caps.get("teams") or LabelCap(10**9)
+        # The caps of the other dimensions (products, sources, campaigns), by dimension index; None: uncapped.
+        self.label_caps = [None if not d.cap else caps.get(d.cap) or LabelCap(10**9)
+                           for d in (DIMENSIONS[name] for name in DIMENSION_ORDER)]
         self.dims = [DimensionAggregates(DIMENSIONS[name].layout) for name in DIMENSION_ORDER]
         # Buckets below these are not kept; both only move forward, so a contribution that was not
         # added to a bucket is never retracted from it either.
@@ -106,12 +109,13 @@ class PartitionAggregates:
     def label_of(self, c: Contribution) -> Label:
         if c.dim == SCOPE:
             return self.reps(c.rep), None if c.team is None else self.teams(c.team)
-        return c.label
+        cap = self.label_caps[c.dim]
+        return c.label if cap is None else cap(c.label)
 
     def apply(self, contributions: Iterable[Contribution], sign: int) -> None:
         # The hot path (every event): lookups are hoisted and the label caps inlined.
         dims, day_of = self.dims, self.calendar.day_of
-        reps, teams = self.reps, self.teams
+        reps, teams, label_caps = self.reps, self.teams, self.label_caps
         minute_floor, day_floor = self.minute_floor, self.day_floor
         for c in contributions:
             dim = dims[c.dim]
@@ -121,6 +125,9 @@ class PartitionAggregates:
                          None if team is None else team if team in teams.admitted else teams(team))
             else:
                 label = c.label
+                cap = label_caps[c.dim]
+                if cap is not None and label not in cap.admitted:
+                    label = cap(label)
             bucket = c.bucket
             if bucket == AWAITING:
                 ts = c.ts

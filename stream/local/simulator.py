@@ -79,6 +79,7 @@ import orjson
 from stream.config import DEFAULT_STAGES
 from stream.events import TOPIC_OF_TYPE
 from stream.durations import parse_positive_duration
+from stream.local.sim_marketing import Marketing
 from stream.roster import Rep, Roster, Team
 
 UTC = timezone.utc
@@ -202,6 +203,11 @@ class SalesFloor:
         self._pending: list[tuple] = []  # heap of (ms, seq, topic, key, event)
         self._weights: dict[int, float] = {}
         self._t = self.start_ms / 1000
+        # Sources and campaigns, MQLs, spend, deal kinds and terms: their own random stream and ids
+        # (stream.local.sim_marketing), so the rest of the floor is what it was without them.
+        self.marketing = Marketing(seed, self.tz, {name: w for name, w in SOURCES})
+        self._quiet_ids = itertools.count(1)
+        self._next_spend = self.start_ms / 1000  # the first day's spend is stamped at the start
 
     # ---------------------------------------------------------------- set-up
     def _profiles(self, roster: Roster, sla: float) -> dict[str, RepProfile]:
@@ -255,6 +261,41 @@ class SalesFloor:
             if self.rng.random() < P_TEAM_FIELD:
                 ev["team"] = self.profiles[rep].team
         heapq.heappush(self._pending, (ms, next(self._seq), TOPIC_OF_TYPE[etype], key, ev))
+        return ev
+
+    def _emit_marketing(self, t: float, etype: str, key: str, fields: dict[str, Any]) -> None:
+        """An event of the marketing side: its own ids (``sim-<seed>-m<n>``), no draw from the floor's stream."""
+        ms = round(t * 1000)
+        ev = {"event_id": f"sim-{self.seed}-m{next(self._quiet_ids)}", "type": etype, "occurred_at": _iso(ms), **fields}
+        heapq.heappush(self._pending, (ms, next(self._seq), TOPIC_OF_TYPE[etype], key, ev))
+
+    def _market_lead(self, created: dict[str, Any], t: float, first_touch: float | None,
+                     qualified: float | None) -> None:
+        """The lead's source and campaign (knowing its fate: good channels bring more opportunities), and
+        its MQL, before the SQL step."""
+        mkt = self.marketing
+        source = created["source"] = mkt.source_for(qualified is not None)
+        campaign = mkt.campaign_for(source)
+        if campaign is not None:
+            created["campaign"] = campaign
+        mql = mkt.mql_at(source, t, first_touch, qualified)
+        if mql is not None:
+            self._emit_marketing(mql, "lead.marketing_qualified", created["lead_id"], {"lead_id": created["lead_id"]})
+
+    def _spend_day(self, day_start: float) -> None:
+        """Each channel's and campaign's spend of the local day starting at ``day_start``, stamped then."""
+        day_end = self.marketing.next_day_start(day_start)
+        for fields in self.marketing.day_spend(day_start, self._expected_between(day_start, day_end)):
+            self._emit_marketing(day_start, "spend.recorded", fields["channel"], fields)
+        self._next_spend = day_end
+
+    def _expected_between(self, t0: float, t1: float) -> float:
+        total, t = 0.0, t0
+        while t < t1:
+            step = min(900 - t % 900, t1 - t)
+            total += self.weight(t) * step
+            t += step
+        return total * self.peak_leads_per_s
 
     def _pick_rep(self, exclude: str | None = None) -> str:
         while True:
@@ -295,7 +336,8 @@ class SalesFloor:
         lead = f"lead-{self.seed}-{next(self._lead_n):06d}"
         owner = self._pick_rep()
         owned = rng.random() < P_OWNED_AT_CREATE
-        self._emit(t, "lead.created", lead, {"lead_id": lead, "source": self._source()}, owner if owned else None)
+        created = self._emit(t, "lead.created", lead, {"lead_id": lead, "source": self._source()},
+                             owner if owned else None)
         ready = t
         if not owned:
             ready = t + self._lognormal(ASSIGN_MEDIAN_S, 0.7)
@@ -306,9 +348,11 @@ class SalesFloor:
             else:
                 gone, reason, by = ready + self._lognormal(JUNK_REVIEW_MEDIAN_S, 0.6), rng.choice(DISQUALIFY_REASONS), owner
             self._emit(gone, "lead.disqualified", lead, {"lead_id": lead, "reason": reason}, by)
+            self._market_lead(created, t, None, None)
             return
         prof = self.profiles[owner]
         touch_t = ready + self._lognormal(prof.median_response_s, prof.sigma)
+        first_touch = touch_t
         n_touches = self._touch_count()
         meeting_at = rng.randint(2, n_touches) if n_touches >= 2 and rng.random() < P_MEETING else None
         reassign = n_touches >= 2 and rng.random() < P_REASSIGNED
@@ -334,12 +378,15 @@ class SalesFloor:
                 self._emit(touch_t + self._lognormal(86400, 1.0), "lead.disqualified", lead,
                            {"lead_id": lead, "reason": rng.choice(DISQUALIFY_REASONS)},
                            rep if rng.random() < 0.8 else None)
+            self._market_lead(created, t, first_touch, None)
             return
         self._emit(qualified_t, "lead.qualified", lead, {"lead_id": lead}, rep)
+        self._market_lead(created, t, first_touch, qualified_t)
         if rng.random() < P_DEAL:
-            self._deal(qualified_t + self._lognormal(1200, 1.0), rep, lead)
+            self._deal(qualified_t + self._lognormal(1200, 1.0), rep, lead, created["source"], created.get("campaign"))
 
-    def _deal(self, t: float, rep: str, lead: str | None) -> None:
+    def _deal(self, t: float, rep: str, lead: str | None, source: str | None = None,
+              campaign: str | None = None) -> None:
         rng, stages = self.rng, self.stages
         deal = f"deal-{self.seed}-{next(self._deal_n):06d}"
         product = self._product()
@@ -349,6 +396,7 @@ class SalesFloor:
                                   "stage": stages[first], "product": product}
         if rng.random() < 0.1:
             fields["currency"] = self.currency
+        fields.update(self.marketing.deal_fields(t, product, source, campaign))
         self._emit(t, "deal.created", deal, fields, rep)
         won = rng.random() < P_WIN
         last = len(stages) - 1 if won else rng.randint(first, len(stages) - 1)
@@ -369,6 +417,7 @@ class SalesFloor:
             if rng.random() < 0.8:
                 outcome["amount"] = self._amount(round(cents * rng.uniform(0.9, 1.0)))
             self._emit(end, "deal.won", deal, outcome, rep if rng.random() < 0.85 else None)
+            self.marketing.won(end, fields["account_id"])
         else:
             self._emit(end, "deal.lost", deal, {"deal_id": deal, "reason": rng.choice(LOST_REASONS)},
                        rep if rng.random() < 0.85 else None)
@@ -389,6 +438,8 @@ class SalesFloor:
         while True:
             t = self._next_arrival()
             ms = round(t * 1000)
+            while self._next_spend <= t and (until_ms is None or self._next_spend * 1000 < until_ms):
+                self._spend_day(self._next_spend)
             limit = ms if until_ms is None else min(ms, until_ms)
             while pending and pending[0][0] < limit:
                 yield heapq.heappop(pending)
@@ -452,7 +503,8 @@ class SalesFloor:
         elif kind == "not_object":
             value = orjson.dumps([ev["type"], ev["event_id"]])
         elif kind == "missing_field":
-            required = ["event_id", "occurred_at", {"leads": "lead_id", "calls": "call_id", "deals": "deal_id"}[topic]]
+            required = ["event_id", "occurred_at",
+                        {"leads": "lead_id", "calls": "call_id", "deals": "deal_id", "spend": "channel"}[topic]]
             if ev["type"] == "call.logged":
                 required += ["outcome", "duration_s"]
             ev.pop(rng.choice(required), None)
@@ -469,6 +521,7 @@ class SalesFloor:
                 "calls": (("duration_s", "long"), ("duration_s", -5), ("outcome", "hung_up"), ("rep_id", 42)),
                 "leads": (("rep_id", ""), ("rep_id", 42), ("team", ["a"]), ("event_id", None)),
                 "deals": (("amount", True), ("amount", "12,000.00"), ("rep_id", ""), ("team", 7)),
+                "spend": (("amount", True), ("channel", ""), ("category", "ads")),
             }[topic])
             if field == "amount" and ev["type"] == "deal.lost":  # no amount there: it would be ignored
                 field, bad_value = "rep_id", ""

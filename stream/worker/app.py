@@ -41,7 +41,7 @@ from stream.worker.web_access import FAUST_WEB_VIEWS_OFF, access_middleware, che
 
 log = logging.getLogger("kpi_monitor.worker")
 
-TOPIC_SUFFIXES = ("leads", "calls", "deals")
+TOPIC_SUFFIXES = ("leads", "calls", "deals", "spend")
 # Per-event Faust overhead shrinks when the agent takes events in batches (bench/RESULTS.md); a batch
 # waits at most BATCH_WITHIN_S for more events, which bounds the latency it adds.
 BATCH_MAX = 500
@@ -132,6 +132,7 @@ def create_app(settings: Settings) -> WorkerContext:
     ctx.deadletter_topic = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
     _wire_group(ctx, "leads", [settings.topic("leads"), settings.topic("calls")])
     _wire_group(ctx, "deals", [settings.topic("deals")])
+    _wire_group(ctx, "spend", [settings.topic("spend")])
     _forget_revoked_partitions(ctx)
     _wire_timers(ctx)
     register_views(ctx)

@@ -12,8 +12,9 @@ synchronous, so ``refresh_kpis`` fetches one snapshot per window ahead of the sc
 Every metric name, help text and unit comes from ``stream.kpi.catalogue``. Label rules (bounded
 cardinality): ``scope`` ∈ overall/team/rep, ``team`` and ``rep`` name the scope (``""`` where not
 applicable: a rep's KPIs may be credited under several teams, so rep series carry ``team=""``),
-``window`` one of the windows, ``stage`` a configured stage, ``currency`` the reporting currency. Lead,
-deal and call ids never become labels. A KPI that is null (ratio, mean or percentile over nothing) has
+``window`` one of the windows, ``stage`` a configured stage, ``product`` / ``source`` / ``campaign`` a
+label of those sections (at most KPI_MAX_PRODUCTS / _SOURCES / _CAMPAIGNS per worker, then ``_over_cap``),
+``currency`` the reporting currency. Lead, deal, call and account ids never become labels. A KPI that is null (ratio, mean or percentile over nothing) has
 no sample, so a dashboard shows "no data" rather than a made-up 0.
 """
 
@@ -93,8 +94,8 @@ def kpi_families(
                 windowed = [] if window is None else [window]
                 if dimension == "scope":
                     rows = _scopes(snapshot.values)
-                else:
-                    rows = (([stage], doc) for stage, doc in (snapshot.values.get("stages") or {}).items())
+                else:  # stages, products, sources, campaigns: one label, the section's (bounded by its cap)
+                    rows = (([label], doc) for label, doc in sorted((snapshot.values.get(dimension) or {}).items()))
                 for labels, doc in rows:
                     value = _value(doc, kpi)
                     if value is not None:

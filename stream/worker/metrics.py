@@ -279,12 +279,15 @@ class PipelineCollector:
         yield retired
         over_cap = CounterMetricFamily(
             "kpi_label_over_cap",
-            "Contributions counted under the `_over_cap` rep/team because KPI_MAX_REPS/KPI_MAX_TEAMS ids were "
-            "already in use on this worker.",
+            "Contributions counted under the `_over_cap` rep/team/product/source/campaign because KPI_MAX_REPS/"
+            "KPI_MAX_TEAMS/KPI_MAX_PRODUCTS/KPI_MAX_SOURCES/KPI_MAX_CAMPAIGNS ids were already in use on this worker.",
             labels=["label"],
         )
         over_cap.add_metric(["rep"], ctx.engine.caps["reps"].over_cap)
         over_cap.add_metric(["team"], ctx.engine.caps["teams"].over_cap)
+        for label, cap in (("product", "products"), ("source", "sources"), ("campaign", "campaigns")):
+            if cap in ctx.engine.caps:
+                over_cap.add_metric([label], ctx.engine.caps[cap].over_cap)
         yield over_cap
         rocksdb = GaugeMetricFamily(
             "kpi_rocksdb_memory_bytes",

@@ -141,7 +141,7 @@ async def global_snapshot(ctx: WorkerContext, window: str, at_ms: int | None = N
         roster=ctx.roster.current(),
         stages=ctx.settings.kpi_stages,
     )
-    expected = {f"{g}:{p}" for g in ("leads", "deals") for p in range(ctx.settings.kpi_partitions)}
+    expected = {f"{g}:{p}" for g in ("leads", "deals", "spend") for p in range(ctx.settings.kpi_partitions)}
     missing = sorted(expected - set(partials))
     if missing or failed:
         # Say so rather than show partial numbers as if they were the whole floor.

@@ -99,7 +99,7 @@ def test_kpi_names_windows_and_sections_come_from_the_catalogue():
     assert "rules.yaml:2: rules[0].window: unknown window 'fortnight'; one of 1h, 24h, today, week, month, quarter, all" in message
     assert "rules.yaml:3: rules[1]: quota_attainment is month to date: use window: month" in message
     assert "rules.yaml:4: rules[2]: stage_conversion is reported per stage" in message
-    assert "rules.yaml:5: rules[3]: per-stage rules take one of open_deals, open_pipeline_value, stage_entries, stage_conversion" in message
+    assert "rules.yaml:5: rules[3]: per-stage rules take one of deals_won, deals_lost, open_deals, open_pipeline_value, stage_entries, stage_conversion" in message
 
 
 def test_cross_checks():

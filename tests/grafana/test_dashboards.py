@@ -101,9 +101,11 @@ def test_the_selector_is_defined_once():
 
 def test_drilldown_covers_every_kpi_with_team_and_rep_variables(dashboards):
     doc = dashboards["drilldown.json"]
-    assert [v["name"] for v in doc["templating"]["list"]] == ["team", "rep"]
+    assert [v["name"] for v in doc["templating"]["list"]] == ["team", "rep", "product"]
     exprs = [t["expr"] for _, t in panel_queries(doc)]
     for spec in exported_per_scope(WINDOW, WINDOW_AND_NOW, NOW, MONTH):
+        if "teams" not in spec.sections:
+            continue  # overall only (spend): on the revenue dashboard
         for var in ("$team", "$rep"):
             assert any(spec.metric.name + "{" in e and var in e for e in exprs), (spec.metric.name, var)
     windowed = [e for e in exprs if "window=~" in e]
@@ -141,3 +143,19 @@ def test_the_wall_page_and_the_grafana_wall_show_the_same_tiles(dashboards):
         assert [(s["value"], s["color"]) for s in steps] == tile.thresholds(300.0)
     for title in (tiles.WON_TODAY.title, tiles.LEADERBOARD.title, tiles.TREND.title):
         assert title in wall
+
+
+def test_revenue_dashboard_has_the_split_products_sources_campaigns_and_leakage(dashboards):
+    doc = dashboards["revenue.json"]
+    assert doc["title"] == "Revenue & marketing" and doc["uid"] == "kpi-revenue"
+    exprs = " ".join(t["expr"] for _, t in panel_queries(doc))
+    for metric in ("kpi_won_revenue_new", "kpi_won_revenue_expansion", "kpi_won_revenue_renewal",
+                   "kpi_contract_value_annual_mean", "kpi_product_won_revenue", "kpi_stage_deals_lost"):
+        assert metric + "{" in exprs, metric
+    tables = {p["title"]: p for p in doc["panels"] if p.get("type") == "table"}
+    sources = tables["Sources (month)"]
+    columns = sources["transformations"][1]["options"]["renameByName"].values()
+    assert list(columns) == ["leads", "MQLs", "SQLs", "won", "won revenue", "spend", "CPL", "CPO", "CAC", "ROI"]
+    for name, panel in tables.items():
+        assert all(t["instant"] and t["format"] == "table" for t in panel["targets"]), name
+    assert "Campaigns (month)" in tables and "Products (month)" in tables

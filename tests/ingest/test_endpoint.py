@@ -32,9 +32,11 @@ VALID = [
     _ev("v4", "call.logged", call_id="C2", rep_id="hugo", direction="inbound", outcome="busy", duration_s=0),
     _ev("v5", "deal.created", deal_id="D1", rep_id="hana", amount="1200.50", stage="prospecting"),
     _ev("v6", "deal.won", deal_id="D1", amount=1300),
+    _ev("v7", "spend.recorded", channel="paid_search", campaign="spring", amount="250.00"),
+    _ev("v8", "lead.marketing_qualified", lead_id="L1"),
 ]
 EXPECTED_ROUTE = {"v1": ("leads", "L1"), "v2": ("leads", "L1"), "v3": ("calls", "L1"), "v4": ("calls", "C2"),
-                  "v5": ("deals", "D1"), "v6": ("deals", "D1")}
+                  "v5": ("deals", "D1"), "v6": ("deals", "D1"), "v7": ("spend", "paid_search"), "v8": ("leads", "L1")}
 
 # one line per rejection reason the worker has (wrong_topic cannot happen: the topic follows the type)
 INVALID_LINES = {
@@ -51,12 +53,15 @@ INVALID_LINES = {
     "wrong_currency": orjson.dumps(_ev("b10", "deal.created", deal_id="X10", rep_id="r", amount=5, stage="prospecting",
                                        currency="EUR")),
     "unknown_stage": orjson.dumps(_ev("b11", "deal.created", deal_id="X11", rep_id="r", amount=5, stage="won")),
+    "unknown_kind": orjson.dumps(_ev("b13", "deal.created", deal_id="X13", rep_id="r", amount=5, stage="proposal",
+                                     kind="upsell")),
+    "invalid_term": orjson.dumps(_ev("b14", "deal.won", deal_id="X14", term_months=0)),
     "too_late": orjson.dumps(_ev("b12", "lead.created", lead_id="X12", at=ts(-26 * 3600))),
 }
 
 
 def _topics(prefix: str) -> list[str]:
-    return [prefix + s for s in ("leads", "calls", "deals")]
+    return [prefix + s for s in ("leads", "calls", "deals", "spend")]
 
 
 async def test_valid_and_invalid_events_in_one_json_lines_batch(ingest):

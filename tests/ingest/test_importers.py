@@ -57,8 +57,9 @@ def test_olist_counts_match_the_source_rows(olist, shared_dir):
     deals = _rows(shared_dir / "data" / OLIST_DEALS)
     assert (len(leads), len(deals)) == (8000, 842)
     assert Counter(e["type"] for e in events) == {
-        "lead.created": len(leads), "lead.qualified": len(deals), "deal.created": len(deals), "deal.won": len(deals)}
-    assert "10526 events written" in report
+        "lead.created": len(leads), "lead.marketing_qualified": len(leads), "lead.qualified": len(deals),
+        "deal.created": len(deals), "deal.won": len(deals)}
+    assert "18526 events written" in report
     _assert_time_ordered(events)
 
 
@@ -71,10 +72,13 @@ def test_olist_mapping(olist, shared_dir):
     first_contact = f"{lead_row['first_contact_date']}T00:00:00Z"
     assert mine["lead.created"] == {"event_id": f"olist-lead-{mql}", "type": "lead.created",
                                     "occurred_at": first_contact, "lead_id": mql, "source": lead_row["origin"]}
+    assert mine["lead.marketing_qualified"] == {"event_id": f"olist-mql-{mql}", "type": "lead.marketing_qualified",
+                                                "occurred_at": first_contact, "lead_id": mql}
     assert mine["lead.qualified"]["rep_id"] == deal_row["sdr_id"]
     assert mine["deal.created"] == {"event_id": f"olist-deal-{mql}", "type": "deal.created", "occurred_at": first_contact,
                                     "deal_id": mql, "rep_id": deal_row["sr_id"], "lead_id": mql, "amount": "0",
-                                    "stage": "prospecting", "product": deal_row["business_segment"]}
+                                    "stage": "prospecting", "product": deal_row["business_segment"],
+                                    "source": lead_row["origin"]}
     assert mine["deal.won"]["occurred_at"] == deal_row["won_date"].replace(" ", "T") + "Z"
     revenue = {e["deal_id"]: e["amount"] for e in events if e["type"] == "deal.won"}
     declared = {r["mql_id"]: float(r["declared_monthly_revenue"] or 0) for r in _rows(shared_dir / "data" / OLIST_DEALS)}
@@ -101,7 +105,7 @@ def test_maven_mapping(maven, shared_dir):
     assert by_id["maven-created-1C1I7A6R"] == {
         "event_id": "maven-created-1C1I7A6R", "type": "deal.created", "occurred_at": "2016-10-20T00:00:00Z",
         "deal_id": "1C1I7A6R", "rep_id": "Moses Frase", "amount": "1096", "stage": "qualification",
-        "product": "GTX Plus Basic", "team": "Dustin Brinkmann"}
+        "product": "GTX Plus Basic", "team": "Dustin Brinkmann", "account_id": "Cancity", "kind": "new"}
     assert by_id["maven-won-1C1I7A6R"]["amount"] == "1054"
     assert by_id["maven-won-1C1I7A6R"]["occurred_at"] == "2017-03-01T00:00:00Z"
     # Z063OYW0,Darcel Schlecht,GTXPro,…: GTXPro is products.csv's "GTX Pro" (4821)
@@ -147,3 +151,70 @@ def test_date_only_fields_use_the_clock():
     clock = Clock.parse("UTC", "09:30")
     assert clock.instant("2018-02-01") == datetime(2018, 2, 1, 9, 30, tzinfo=timezone.utc)
     assert clock.instant("2018-02-26 19:58:54") == datetime(2018, 2, 26, 19, 58, 54, tzinfo=timezone.utc)
+
+
+# --- revenue and marketing figures through the KPI engine (docs/ingest.md; the broker test is in
+# tests/integration/test_real_data_revenue.py) --------------------------------------------------------------
+def _engine_kpis(events: list[dict]) -> dict:
+    from stream.events import TOPIC_OF_TYPE
+    from stream.kpi.engine import GROUP_OF_TOPIC, EngineConfig, KpiEngine
+    from stream.kpi.snapshot import build_snapshot, merge_partials
+    from stream.roster import Roster
+
+    engine, tables, validator = KpiEngine(EngineConfig(event_clock=True)), {}, EventValidator()
+    for e in events:
+        event = validator.validate(orjson.dumps(e))
+        topic = TOPIC_OF_TYPE[event.type]
+        engine.apply(tables.setdefault(GROUP_OF_TOPIC[topic], {}), topic, 0, event, 0)
+    now = engine.now(0)
+    return build_snapshot(merge_partials(engine.partials("all", now).values()), window="all", now_ms=now,
+                          roster=Roster(), stages=Settings().kpi_stages).document()
+
+
+def olist_source_figures(data) -> tuple[Counter, Counter]:
+    """MQLs per origin and won deals per their lead's origin, straight from the CSVs ('' is unspecified)."""
+    origin = {r["mql_id"]: r["origin"] or "unspecified" for r in _rows(data / OLIST_LEADS)}
+    won = Counter(origin[r["mql_id"]] for r in _rows(data / OLIST_DEALS))
+    return Counter(origin.values()), won
+
+
+def maven_product_figures(data) -> tuple[dict, dict]:
+    """Won revenue per product, and per kind with the importer's rule (docs/ingest.md, "Deal kinds")."""
+    from decimal import Decimal
+
+    rows = [r for r in _rows(data / "maven_sales_pipeline.csv") if r["engage_date"]]
+    first_won: dict[str, str] = {}
+    for r in rows:
+        if r["deal_stage"] == "Won" and r["account"]:
+            first_won[r["account"]] = min(first_won.get(r["account"], r["close_date"]), r["close_date"])
+    by_product: dict[str, Decimal] = {}
+    by_kind = {"new": Decimal(0), "expansion": Decimal(0)}
+    for r in rows:
+        if r["deal_stage"] != "Won":
+            continue
+        value = Decimal(r["close_value"])
+        by_product[r["product"] or "unspecified"] = by_product.get(r["product"] or "unspecified", Decimal(0)) + value
+        expansion = r["account"] in first_won and first_won[r["account"]] < r["engage_date"]  # ISO dates sort
+        by_kind["expansion" if expansion else "new"] += value
+    return {p: float(v) for p, v in by_product.items()}, {k: float(v) for k, v in by_kind.items()}
+
+
+def test_olist_mqls_and_won_deals_per_source_equal_the_csv(olist, shared_dir):
+    events, _ = olist
+    doc = _engine_kpis(events)
+    mqls, won = olist_source_figures(shared_dir / "data")
+    assert doc["overall"]["mqls"] == 8000 and doc["overall"]["mql_to_sql_ratio"] == 842 / 8000
+    assert {s: v["mqls"] for s, v in doc["sources"].items()} == dict(mqls)
+    assert {s: v["deals_won"] for s, v in doc["sources"].items() if v["deals_won"]} == dict(won)
+
+
+def test_maven_won_revenue_per_product_and_the_new_expansion_split_equal_the_csv(maven, shared_dir):
+    events, _ = maven
+    doc = _engine_kpis(events)
+    by_product, by_kind = maven_product_figures(shared_dir / "data")
+    assert {p: v["won_revenue"] for p, v in doc["products"].items()} == pytest.approx(by_product)
+    o = doc["overall"]
+    assert (o["won_revenue_new"], o["won_revenue_expansion"]) == (pytest.approx(by_kind["new"]),
+                                                                 pytest.approx(by_kind["expansion"]))
+    assert o["won_revenue_renewal"] == 0 and o["avg_contract_value_annual"] is None
+    assert by_kind["new"] > 0 and by_kind["expansion"] > 0

@@ -1,6 +1,7 @@
 """Backfilling the wall: the imported Olist set replayed through the real broker into a worker with the
 event clock gives, in window=all, 842 won deals and the sales-cycle figures computed here straight from
-the CSV files (with the importer's documented assumption: a first_contact_date is at 00:00 UTC)."""
+the CSV files (with the importer's documented assumption: a first_contact_date is at 00:00 UTC), and the
+MQLs and won deals per source (origin) a direct count over the CSV gives."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from stream.config import load_settings
 from stream.ingest.importers.run import import_main
 from stream.local.replay import replay
 from tests.conftest import BOOTSTRAP, wait_for
+from tests.ingest.test_importers import olist_source_figures
 
 pytestmark = pytest.mark.integration
 DAY_MS = 86_400_000
@@ -47,7 +49,7 @@ def test_replayed_olist_set_gives_the_csv_figures(make_deployment, shared_dir, t
                                            str(data / "olist_closed_deals_dataset.csv")),
                        out=str(events), tz="UTC", time_of_day="00:00") == 0
     report = asyncio.run(replay(events, settings, echo=lambda line: None))
-    assert report.produced_total == 10_526 and report.bad == 0 and report.failed == 0
+    assert report.produced_total == 18_526 and report.bad == 0 and report.failed == 0
 
     def settled():
         doc = worker.kpis("all")
@@ -66,3 +68,8 @@ def test_replayed_olist_set_gives_the_csv_figures(make_deployment, shared_dir, t
         got = doc["reps"][rep]
         assert (got["deals_won"], got["won_revenue"]) == (rep_won, pytest.approx(rep_revenue)), rep
         assert got["sales_cycle_days_mean"] == pytest.approx(rep_cycle, rel=1e-12), rep
+    # Revenue and marketing: every lead is an MQL, counted under its origin; won deals under their lead's origin.
+    mqls, won_by_source = olist_source_figures(data)
+    assert overall["mqls"] == 8000
+    assert {s: v["mqls"] for s, v in doc["sources"].items()} == dict(mqls)
+    assert {s: v["deals_won"] for s, v in doc["sources"].items() if v["deals_won"]} == dict(won_by_source)

@@ -54,7 +54,7 @@ pytestmark = pytest.mark.integration
 
 RSS_LIMIT_BYTES = 1024**3
 WINDOWS = ("all", "1h", "24h", "today", "month")
-DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
+DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages", "products", "sources", "campaigns")
 # What a worker's log must never show: Faust logs "Crashed reason=..." for an agent that raised and
 # "Restarting ..." when its supervisor starts it again; any traceback means an unhandled error.
 CRASH_SIGNS = re.compile(r"Traceback|[Cc]rash|[Rr]estart|internal_error")
@@ -305,7 +305,7 @@ def run_hostile_corpus(make_deployment, tmp_path, *, seed, bad_count, huge, n_le
             watch.stop()
         worker.kill()
         # The corpus is tens (soak: hundreds) of MiB: don't leave it on the shared broker.
-        asyncio.run(_delete_topics([dep.prefix + n for n in ("leads", "calls", "deals", "deadletter")]))
+        asyncio.run(_delete_topics([dep.prefix + n for n in ("leads", "calls", "deals", "deadletter", "spend")]))
 
 
 def test_topics_take_values_up_to_max_value_bytes_and_no_more(deployment):

@@ -29,7 +29,7 @@ from tests.conftest import Deployment, wait_for
 
 pytestmark = pytest.mark.integration
 
-TEAM, REP = "hunters", "hana"
+TEAM, REP, PRODUCT = "hunters", "hana", "pro"
 REPS = ("hana", "hugo", "felix", "ines")  # from the bundled example roster (the worker's default)
 ROSTER = PACKAGE_DIR / "roster.example.yaml"
 SLA_S = 60  # the worker's KPI_SLA_SECONDS here: a short SLA keeps the floor's timeline short
@@ -43,9 +43,9 @@ def _iso(dt: datetime) -> str:
 def floor_events(now: datetime) -> list[tuple[str, str, dict]]:
     """Two minutes of a floor, ending before ``now``: every KPI non-null for every rep in every window.
 
-    Per rep: a lead answered in 6 s (then a meeting, then qualified), one answered by a call after 80 s
-    (past the test's 60 s SLA), one still waiting; a call without a lead; a deal won after 20 s, one
-    lost, one open that skipped to negotiation.
+    Per rep: a lead answered in 6 s (then a meeting, then qualified; an MQL before that), one answered by a
+    call after 80 s (past the test's 60 s SLA), one still waiting; a call without a lead; a new deal with a
+    12-month term won after 20 s, an expansion lost, one open that skipped to negotiation. And spend.
     """
     base = now - timedelta(seconds=SPAN_S)
     out: list[tuple[str, str, dict]] = []
@@ -55,7 +55,8 @@ def floor_events(now: datetime) -> list[tuple[str, str, dict]]:
 
     for i, rep in enumerate(REPS):
         l1, l2, l3, c, d1, d2, d3 = (f"{x}-{rep}" for x in ("L1", "L2", "L3", "C", "D1", "D2", "D3"))
-        ev("leads", l1, f"{l1}-created", "lead.created", i, lead_id=l1, rep_id=rep, source="web")
+        ev("leads", l1, f"{l1}-created", "lead.created", i, lead_id=l1, rep_id=rep, source="web", campaign="spring")
+        ev("leads", l1, f"{l1}-mql", "lead.marketing_qualified", 5 + i, lead_id=l1)
         ev("leads", l1, f"{l1}-touched", "lead.touched", 6 + i, lead_id=l1, rep_id=rep, channel="email")
         ev("leads", l1, f"{l1}-meeting", "meeting.booked", 8 + i, lead_id=l1, rep_id=rep)
         ev("leads", l1, f"{l1}-qualified", "lead.qualified", 10 + i, lead_id=l1, rep_id=rep)
@@ -65,14 +66,20 @@ def floor_events(now: datetime) -> list[tuple[str, str, dict]]:
         ev("leads", l3, f"{l3}-created", "lead.created", 2 + i, lead_id=l3, rep_id=rep, source="event")
         ev("calls", c, f"{c}-call", "call.logged", 12 + i, call_id=c, rep_id=rep, direction="outbound",
            outcome="no_answer", duration_s=0)
-        ev("deals", d1, f"{d1}-created", "deal.created", 20 + i, deal_id=d1, rep_id=rep, amount=5000 + 100 * i, stage="prospecting")
+        ev("deals", d1, f"{d1}-created", "deal.created", 20 + i, deal_id=d1, rep_id=rep, amount=5000 + 100 * i,
+           stage="prospecting", kind="new", product=PRODUCT, source="web", campaign="spring", term_months=12,
+           account_id=f"A-{rep}")
         ev("deals", d1, f"{d1}-q", "deal.stage_changed", 24 + i, deal_id=d1, to_stage="qualification")
         ev("deals", d1, f"{d1}-p", "deal.stage_changed", 28 + i, deal_id=d1, to_stage="proposal")
         ev("deals", d1, f"{d1}-won", "deal.won", 40 + i, deal_id=d1, amount=5200 + 100 * i)
-        ev("deals", d2, f"{d2}-created", "deal.created", 22 + i, deal_id=d2, rep_id=rep, amount="3000.50", stage="qualification")
+        ev("deals", d2, f"{d2}-created", "deal.created", 22 + i, deal_id=d2, rep_id=rep, amount="3000.50",
+           stage="qualification", kind="expansion", product="basic", account_id=f"A-{rep}")
         ev("deals", d2, f"{d2}-lost", "deal.lost", 42 + i, deal_id=d2, reason="price")
         ev("deals", d3, f"{d3}-created", "deal.created", 26 + i, deal_id=d3, rep_id=rep, amount=8000, stage="prospecting")
         ev("deals", d3, f"{d3}-n", "deal.stage_changed", 30 + i, deal_id=d3, to_stage="negotiation")
+    # Spend (credited to no rep): the web channel's spring campaign, and sales spend on events.
+    ev("spend", "web", "spend-web-spring", "spend.recorded", 0, channel="web", campaign="spring", amount="400.00")
+    ev("spend", "event", "spend-event-sales", "spend.recorded", 1, channel="event", amount=120, category="sales")
     return out
 
 
@@ -119,7 +126,7 @@ def scraped(stack, tmp_path_factory):
 
 
 def _substitute(expr: str) -> str:
-    out = expr.replace("$team", TEAM).replace("$rep", REP)
+    out = expr.replace("$team", TEAM).replace("$rep", REP).replace("$product", PRODUCT)
     assert "$" not in out, f"unsubstituted variable in {expr}"
     return out
 
@@ -145,7 +152,7 @@ def test_dashboard_variables_list_the_team_and_rep(scraped):
         match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"])
         assert match, variable["query"]
         values = {r["metric"].get(match.group(2)) for r in prom.query(match.group(1))}
-        assert {"team": TEAM, "rep": REP}[variable["name"]] in values
+        assert {"team": TEAM, "rep": REP, "product": PRODUCT}[variable["name"]] in values
 
 
 def _value(prom, expr: str) -> float:
@@ -195,7 +202,7 @@ def test_freshness_and_health_series(scraped):
     p99 = _value(prom, 'histogram_quantile(0.99, sum by (le) (rate(kpi_processing_latency_seconds_bucket{job="kpi-monitor"}[5m])))')
     assert 120 < p99 <= 300
     assert _value(prom, 'max(kpi_lead_response_sla_seconds{job="kpi-monitor"})') == SLA_S
-    assert _value(prom, 'count(kpi_consumer_lag_messages{job="kpi-monitor"})') == 3 * 4  # 3 topics x 4 partitions
+    assert _value(prom, 'count(kpi_consumer_lag_messages{job="kpi-monitor"})') == 4 * 4  # 4 topics x 4 partitions
     # No ops alert fires on a healthy pipeline (rules loaded from the project's config).
     rules = prom.get_json("/api/v1/rules")["data"]["groups"]
     assert {r["name"] for g in rules for r in g["rules"]} >= {"KpiWorkerDown", "KpiConsumerLagGrowing", "KpiNoEventsDuringBusinessHours"}

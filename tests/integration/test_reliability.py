@@ -19,8 +19,9 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.alerts.conftest import private_redis, receiver  # noqa: F401  (fixtures)
-from tests.conftest import PARTITIONS, wait_for
+from tests.conftest import GROUP_PARTITIONS, wait_for
 from tests.integration.checks import assert_workers_match, exported_overall, oracle_answers
+from tests.oracle.batch_kpis import topic_and_key
 from tests.private_broker import PrivateBroker
 from tests.oracle.messy_log import make_messy_log, roster_yaml
 from tests.stream.kpi.test_bounded_state import ninety_days
@@ -43,9 +44,9 @@ SUPERVISED = {"KPI_STALL_SECONDS": "30"}
 
 
 def _settled(workers) -> bool:
-    """Every worker healthy with some partitions, and every partition of both groups owned by one of them."""
+    """Every worker healthy with some partitions, and every partition of every group owned by one of them."""
     owned = [_owned(w) for w in workers]
-    return all(n > 0 for n in owned) and sum(owned) == 2 * PARTITIONS
+    return all(n > 0 for n in owned) and sum(owned) == GROUP_PARTITIONS
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def test_scale_out_1_to_3_and_back_to_1_keeps_every_number_exact(make_deployment
     joiners[0].terminate()  # leaves the group cleanly
     joiners[1].kill()  # dies: its partitions move after the session timeout
     dep.produce(_messages(third))
-    wait_for(lambda: _owned(solo) == 2 * PARTITIONS, 90, what="the last worker owning every partition")
+    wait_for(lambda: _owned(solo) == GROUP_PARTITIONS, 90, what="the last worker owning every partition")
     expected = oracle_answers(log, roster_file)
     assert_workers_match([solo], expected)
     assert exported_overall([solo], "kpi_leads_created") == (1, expected["all"]["overall"]["leads_created"])
@@ -183,8 +184,7 @@ def test_broker_stopped_for_30s_worker_reconnects_by_itself_and_nothing_is_lost(
 
 def test_retired_entities_leave_the_rocksdb_table_and_the_numbers_survive_kill_9(make_deployment, roster_file):
     log = ninety_days()  # 90 days of leads and deals: two thirds of them quiet for more than 40 days at the end
-    messages = [("deals" if "deal_id" in doc else "calls" if doc["type"] == "call.logged" else "leads",
-                 doc.get("deal_id") or doc["lead_id"], doc) for _, doc in log]
+    messages = [(*topic_and_key(doc), doc) for _, doc in log]
     dep = make_deployment(KPI_CLOCK="event", KPI_ROSTER=str(roster_file), KPI_STORE="rocksdb://",
                           KPI_RETIRE_SCAN_SECONDS="1")
     worker = dep.start_worker()
@@ -205,7 +205,9 @@ def test_retired_entities_leave_the_rocksdb_table_and_the_numbers_survive_kill_9
     wait_for(lambda: worker.counter("kpi_entities_retired_total") >= 600, 60, what="quiet entities retired")
     expected = oracle_answers(messages + nudges + deal_nudges, roster_file)
     assert_workers_match([worker], expected)
-    keys = len({key for _, key, _ in messages}) + len(nudges) + len(deal_nudges)
+    # Entities: one per lead, call or deal key, and one per spend (a spend is keyed by its channel but stands alone).
+    spends = sum(1 for topic, _, _ in messages if topic == "spend")
+    keys = len({key for topic, key, _ in messages if topic != "spend"}) + spends + len(nudges) + len(deal_nudges)
     retired = worker.counter("kpi_entities_retired_total")
     assert worker.counter("kpi_worker_entities") == keys - retired
     worker.kill()

@@ -57,6 +57,19 @@ Decisions where the spec leaves room (each one is a choice, flagged so a disagre
   D12 Too late: strict `<`; W covers accepted events of that (topic, partition) only; the first event of a
       partition is never too late; a redelivered copy is judged by the same rule before dedup.
   D13 Timestamps are kept to the microsecond (finer digits truncated).
+
+Revenue and marketing (contract section 6: deals, leads, spend, stages):
+  * `products`, `sources`, `campaigns` are listed like reps: every key of the section when something was counted
+    for the label in W (a lead created / qualified / MQL, a deal won / lost, a spend), the *now* keys
+    (open_deals, open_pipeline_value) with only open deals. A lead or deal without `source` (or product) counts
+    under `unspecified`; without `campaign`, in no campaign. A spend counts under its `channel`.
+  * An MQL makes its crediting rep and team active like any windowed count.
+  D14 MQL credit: the first lead.marketing_qualified's rep_id (team: that event's, else the roster's), else the
+      lead's owner (the latest lead.created/lead.assigned with a rep; team: that event's, else the roster's),
+      else `unassigned` with the MQL's team, else the lead.created's, else `unassigned`.
+  D15 Money per unit (cost_per_lead, cost_per_opportunity, customer_acquisition_cost, avg_contract_value_annual)
+      is the exact quotient rounded half-even to the cent; marketing_roi is not rounded.
+  D16 stages[s].deals_won/deals_lost: s is the deal's stage after its last stage-setting event up to the outcome.
 """
 
 from __future__ import annotations
@@ -83,18 +96,20 @@ TOO_LATE = timedelta(hours=25)
 RANK = {
     "lead.created": 0,
     "lead.assigned": 1,
-    "lead.touched": 2,
-    "call.logged": 2,  # a call carrying a lead_id is a touch
-    "meeting.booked": 3,
-    "lead.qualified": 4,
-    "lead.disqualified": 5,
+    "lead.marketing_qualified": 2,
+    "lead.touched": 3,
+    "call.logged": 3,  # a call carrying a lead_id is a touch
+    "meeting.booked": 4,
+    "lead.qualified": 5,
+    "lead.disqualified": 6,
     "deal.created": 0,
     "deal.stage_changed": 1,
     "deal.won": 2,
     "deal.lost": 2,
+    "spend.recorded": 0,
 }
 LEAD_TYPES = {"lead.created", "lead.assigned", "lead.touched", "meeting.booked", "lead.qualified",
-              "lead.disqualified"}
+              "lead.disqualified", "lead.marketing_qualified"}
 DEAL_TYPES = {"deal.created", "deal.stage_changed", "deal.won", "deal.lost"}
 OUTCOMES = {"deal.won", "deal.lost"}
 
@@ -191,6 +206,8 @@ def topic_and_key(event: dict) -> tuple[str, str]:
     t = event["type"]
     if t in DEAL_TYPES:
         return "deals", event["deal_id"]
+    if t == "spend.recorded":
+        return "spend", event["channel"]
     if t == "call.logged":
         return "calls", event.get("lead_id") or event["call_id"]
     return "leads", event["lead_id"]
@@ -274,6 +291,12 @@ class _Acc:
         self.oldest_created: datetime | None = None
         self.open_deals = 0
         self.open_value = Decimal(0)
+        # revenue and marketing (contract section 6)
+        self.won_by_kind = {"new": Decimal(0), "expansion": Decimal(0), "renewal": Decimal(0)}
+        self.new_won = 0
+        self.acv: list[Fraction] = []
+        self.mqls = 0
+        self.spend = {"marketing": Decimal(0), "sales": Decimal(0)}
 
 
 # ----------------------------------------------------------------------------------------- the oracle --
@@ -316,6 +339,7 @@ def compute_kpis(
     leads: dict[str, list[_Ev]] = defaultdict(list)
     deals: dict[str, list[_Ev]] = defaultdict(list)
     calls: list[_Ev] = []
+    spends: list[_Ev] = []
     for ev in evs:
         if ev.type in LEAD_TYPES:
             leads[ev.get("lead_id")].append(ev)
@@ -326,18 +350,36 @@ def compute_kpis(
         elif ev.type in DEAL_TYPES:
             deals[ev.get("deal_id")].append(ev)
 
+        elif ev.type == "spend.recorded":
+            spends.append(ev)
+
     overall = _Acc()
     reps: dict[str, _Acc] = defaultdict(_Acc)
     teams: dict[str, _Acc] = defaultdict(_Acc)
+    products: dict[str, _Acc] = defaultdict(_Acc)
+    sources: dict[str, _Acc] = defaultdict(_Acc)
+    campaigns: dict[str, _Acc] = defaultdict(_Acc)
 
-    def credit(ts: datetime | None, rep: str, team: str, fn: Callable[[_Acc], None]) -> None:
-        """Apply fn to overall, team and rep; ts=None marks a *now* fact (no window, no activity)."""
+    def credit(ts: datetime | None, rep: str | None, team: str | None, fn: Callable[[_Acc], None],
+               labels: Iterable[_Acc] = ()) -> None:
+        """Apply fn to overall, team and rep (rep None: to overall only), and to the product / source / campaign
+        accumulators given; ts=None marks a *now* fact (no window, no activity)."""
         if ts is not None and not in_w(ts):
             return
-        for acc in (overall, teams[team], reps[rep]):
+        scoped = (overall,) if rep is None else (overall, teams[team], reps[rep])
+        for acc in (*scoped, *labels):
             fn(acc)
             if ts is not None:
                 acc.active = True
+
+    def labels_of(ev: _Ev, product: bool) -> list[_Acc]:
+        """A lead's or deal's accumulators in products (deals only), sources and campaigns (section 6.3):
+        without the attribute `unspecified` in products and sources, and in no campaign."""
+        out = [products[ev.get("product") or "unspecified"]] if product else []
+        out.append(sources[ev.get("source") or "unspecified"])
+        if ev.get("campaign") is not None:
+            out.append(campaigns[ev.get("campaign")])
+        return out
 
     # 2. calls (with or without a lead): the call's rep.
     for c in calls:
@@ -371,8 +413,23 @@ def compute_kpis(
         disqualified = any(x.type == "lead.disqualified" for x in lead_events)
 
         rep = first_created.get("rep_id") or "unassigned"
+        lead_labels = labels_of(first_created, product=False)
         credit(first_created.ts, rep, team_of(first_created, rep),
-               lambda a: setattr(a, "leads_created", a.leads_created + 1))
+               lambda a: setattr(a, "leads_created", a.leads_created + 1), lead_labels)
+
+        mqls = [x for x in lead_events if x.type == "lead.marketing_qualified"]
+        if mqls:
+            # D14 credit: the MQL event's rep (its team, else the roster's), else the lead's owner (the team on
+            # the owner's event), else `unassigned` with the MQL's team, else the lead.created's.
+            m = mqls[0]
+            if m.get("rep_id"):
+                m_rep, m_team = m.get("rep_id"), team_of(m, m.get("rep_id"))
+            elif owner_ev is not None:
+                m_rep, m_team = owner_ev.get("rep_id"), team_of(owner_ev, owner_ev.get("rep_id"))
+            else:
+                m_rep = "unassigned"
+                m_team = team_of(m if m.get("team") else first_created, m_rep)
+            credit(m.ts, m_rep, m_team, lambda a: setattr(a, "mqls", a.mqls + 1), lead_labels)
 
         if touches:
             t = touches[0]
@@ -387,7 +444,7 @@ def compute_kpis(
         if qualified:
             q = qualified[0]
             credit(q.ts, q.get("rep_id"), team_of(q, q.get("rep_id")),
-                   lambda a: setattr(a, "leads_qualified", a.leads_qualified + 1))
+                   lambda a: setattr(a, "leads_qualified", a.leads_qualified + 1), lead_labels)
 
         if meetings:
             m = meetings[0]
@@ -409,6 +466,7 @@ def compute_kpis(
     # 4. deals.
     stage_entries = {s: 0 for s in stages}
     stage_open = {s: [0, Decimal(0)] for s in stages}
+    stage_closed = {s: {"won": 0, "lost": 0} for s in stages}
     for deal_events in deals.values():
         deal_events.sort(key=lambda x: x.key)
         created_list = [x for x in deal_events if x.type == "deal.created"]
@@ -417,6 +475,8 @@ def compute_kpis(
         created = created_list[0]
         owner = created.get("rep_id")
         owner_team = team_of(created, owner)
+        deal_labels = labels_of(created, product=True)  # kind, product, source, campaign: the defining event's
+        kind = created.get("kind") or "new"
         stage = amount = outcome = None
         final_amount = None
         entries: dict[str, datetime] = {}
@@ -448,22 +508,44 @@ def compute_kpis(
                 a.open_deals += 1
                 a.open_value += amt
 
-            credit(None, owner, owner_team, f)
+            credit(None, owner, owner_team, f, deal_labels)
             if stage in stage_open:
                 stage_open[stage][0] += 1
                 stage_open[stage][1] += amt
         elif outcome.type == "deal.won":
             fa = final_amount if final_amount is not None else Decimal(0)
             cycle = max(0, _us(outcome.ts - created.ts))
+            term = outcome.get("term_months") or created.get("term_months")  # the outcome's, else the creation's
+            acv = None if term is None else Fraction(fa) * 12 / term
 
-            def f(a: _Acc, fa=fa, cycle=cycle):
+            def f(a: _Acc, fa=fa, cycle=cycle, acv=acv):
                 a.deals_won += 1
                 a.won_revenue += fa
                 a.cycles_us.append(cycle)
+                a.won_by_kind[kind] += fa
+                a.new_won += kind == "new"
+                if acv is not None:
+                    a.acv.append(acv)
 
-            credit(outcome.ts, owner, owner_team, f)
+            credit(outcome.ts, owner, owner_team, f, deal_labels)
+            if stage in stage_closed and in_w(outcome.ts):
+                stage_closed[stage]["won"] += 1  # the stage just before the outcome
         else:
-            credit(outcome.ts, owner, owner_team, lambda a: setattr(a, "deals_lost", a.deals_lost + 1))
+            credit(outcome.ts, owner, owner_team, lambda a: setattr(a, "deals_lost", a.deals_lost + 1), deal_labels)
+            if stage in stage_closed and in_w(outcome.ts):
+                stage_closed[stage]["lost"] += 1
+
+    # 4b. spend: credited to no rep; overall, its channel in sources, its campaign in campaigns.
+    for sp in spends:
+        amount, category = _money(sp.get("amount")), sp.get("category") or "marketing"
+        spend_labels = [sources[sp.get("channel")]]
+        if sp.get("campaign") is not None:
+            spend_labels.append(campaigns[sp.get("campaign")])
+
+        def f(a: _Acc, amount=amount, category=category):
+            a.spend[category] += amount
+
+        credit(sp.ts, None, None, f, spend_labels)
 
     # 5. render.
     def render(a: _Acc, full: bool) -> dict:
@@ -509,6 +591,7 @@ def compute_kpis(
             "avg_deal_size": _money_out(a.won_revenue / a.deals_won) if a.deals_won else None,
             "sales_cycle_days_mean": float(cycle) if cycle is not None else None,
         })
+        out.update(_revenue_keys(a))
         return out
 
     # quota_attainment (month): rep = won revenue in the month / its roster monthly_quota;
@@ -546,6 +629,7 @@ def compute_kpis(
         return out
 
     overall_out = render(overall, True)
+    overall_out.update(_spend_keys(overall))
     if window == "month":
         overall_out["quota_attainment"] = share(list(roster))
     stages_out = {}
@@ -557,6 +641,8 @@ def compute_kpis(
             "open_pipeline_value": _money_out(stage_open[s][1]),
             "stage_entries": stage_entries[s],
             "stage_conversion": conv,
+            "deals_won": stage_closed[s]["won"],
+            "deals_lost": stage_closed[s]["lost"],
         }
     return {
         "as_of": now.isoformat(),
@@ -565,7 +651,84 @@ def compute_kpis(
         "teams": scopes(teams, lambda t: share([r for r, v in roster.items() if (v or {}).get("team") == t])),
         "reps": scopes(reps, rep_attainment),
         "stages": stages_out,
+        "products": _labelled(products, render, PRODUCT_KEYS),
+        "sources": _labelled(sources, render, MARKETING_KEYS),
+        "campaigns": _labelled(campaigns, render, MARKETING_KEYS),
     }
+
+
+# ------------------------------------------------------------------- revenue and marketing (section 6) --
+# Which keys the labelled sections carry (contract 6.4, column "in": P products, S sources, C campaigns).
+DEAL_KEYS = ("deals_won", "deals_lost", "win_rate", "won_revenue", "avg_deal_size", "sales_cycle_days_mean",
+             "open_deals", "open_pipeline_value", "won_revenue_new", "won_revenue_expansion", "won_revenue_renewal",
+             "new_customers_won", "avg_contract_value_annual")
+PRODUCT_KEYS = DEAL_KEYS
+MARKETING_KEYS = DEAL_KEYS + ("leads_created", "leads_qualified", "lead_to_opportunity_ratio", "mqls",
+                              "mql_to_sql_ratio", "marketing_spend", "sales_spend", "cost_per_lead",
+                              "cost_per_opportunity", "customer_acquisition_cost", "marketing_roi")
+LABEL_NOW_KEYS = ("open_deals", "open_pipeline_value")
+SPEND_KEYS = ("marketing_spend", "sales_spend", "cost_per_lead", "cost_per_opportunity", "customer_acquisition_cost",
+              "marketing_roi")
+SECTION6_KEYS = frozenset(("won_revenue_new", "won_revenue_expansion", "won_revenue_renewal", "new_customers_won",
+                           "avg_contract_value_annual", "mqls", "mql_to_sql_ratio", *SPEND_KEYS))
+SECTION6_SECTIONS = ("products", "sources", "campaigns")
+
+
+def first_part(doc: dict) -> dict:
+    """A `/kpis` document with only the keys and sections of the contract's sections 1-4 (what golden/ holds)."""
+    out = {k: v for k, v in doc.items() if k not in SECTION6_SECTIONS}
+    out["overall"] = {k: v for k, v in doc["overall"].items() if k not in SECTION6_KEYS}
+    for section in ("teams", "reps"):
+        out[section] = {n: {k: v for k, v in d.items() if k not in SECTION6_KEYS} for n, d in doc[section].items()}
+    out["stages"] = {n: {k: v for k, v in d.items() if k not in ("deals_won", "deals_lost")}
+                     for n, d in doc["stages"].items()}
+    return out
+
+
+def _cents(q: Fraction) -> float:
+    """Money from an exact quotient, rounded half-even to the cent (D15)."""
+    return float(Fraction(round(q * 100), 100))
+
+
+def _revenue_keys(a: _Acc) -> dict:
+    """The section-6 keys overall, teams and reps carry (spend aside)."""
+    return {
+        "won_revenue_new": _money_out(a.won_by_kind["new"]),
+        "won_revenue_expansion": _money_out(a.won_by_kind["expansion"]),
+        "won_revenue_renewal": _money_out(a.won_by_kind["renewal"]),
+        "new_customers_won": a.new_won,
+        "avg_contract_value_annual": _cents(sum(a.acv, Fraction(0)) / len(a.acv)) if a.acv else None,
+        "mqls": a.mqls,
+        "mql_to_sql_ratio": a.leads_qualified / a.mqls if a.mqls else None,
+    }
+
+
+def _spend_keys(a: _Acc) -> dict:
+    """Spend and its ratios: overall, sources and campaigns only (spend is credited to no rep)."""
+    marketing, sales = Fraction(a.spend["marketing"]), Fraction(a.spend["sales"])
+    return {
+        "marketing_spend": _money_out(a.spend["marketing"]),
+        "sales_spend": _money_out(a.spend["sales"]),
+        "cost_per_lead": _cents(marketing / a.leads_created) if a.leads_created else None,
+        "cost_per_opportunity": _cents(marketing / a.leads_qualified) if a.leads_qualified else None,
+        "customer_acquisition_cost": _cents((marketing + sales) / a.new_won) if a.new_won else None,
+        "marketing_roi": float((Fraction(a.won_revenue) - marketing) / marketing) if marketing else None,
+    }
+
+
+def _labelled(accs: dict[str, _Acc], render: Callable[[_Acc, bool], dict], keys: tuple[str, ...]) -> dict:
+    """A products / sources / campaigns section: listed like reps (every key when something was counted in
+    W, the *now* keys with only open deals, else absent)."""
+    out = {}
+    for name in sorted(accs):
+        a = accs[name]
+        if a.active:
+            doc = {**render(a, True), **_spend_keys(a)}
+            out[name] = {k: doc[k] for k in keys}
+        elif a.open_deals > 0:
+            doc = render(a, False)
+            out[name] = {k: doc[k] for k in LABEL_NOW_KEYS}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- CLI --

@@ -38,6 +38,7 @@ TOPIC_OF_TYPE = {
     "lead.created": "leads", "lead.assigned": "leads", "lead.touched": "leads", "meeting.booked": "leads",
     "lead.qualified": "leads", "lead.disqualified": "leads", "call.logged": "calls",
     "deal.created": "deals", "deal.stage_changed": "deals", "deal.won": "deals", "deal.lost": "deals",
+    "spend.recorded": "spend",
 }
 # Required fields beyond event_id/type/occurred_at, per type (docs/events.md).
 REQUIRED = {
@@ -398,6 +399,27 @@ def _wrong_currency_stage_topic(g: _Gen) -> BadMessage:
     return g.event_message("wrong_currency_stage_topic", etype, doc, "wrong_topic", topic=wrong)
 
 
+def _bad_revenue_fields(g: _Gen) -> BadMessage:
+    """The revenue and marketing fields (docs/events.md): a bad deal kind or term, a bad spend."""
+    r = g.rng.randrange(4)
+    if r == 0:
+        etype, doc = g.doc("deal.created")
+        doc["kind"] = g.rng.choice(["upsell", "New", "", "churn", 3, True])
+        return g.event_message("bad_revenue_fields", etype, doc, "unknown_kind")
+    if r == 1:
+        etype, doc = g.doc(g.rng.choice(["deal.created", "deal.won"]))
+        doc["term_months"] = g.rng.choice([0, 121, -12, 6.5, 10**9, "12", True])
+        return g.event_message("bad_revenue_fields", etype, doc, "invalid_term")
+    g.n += 1
+    doc = {"event_id": f"bad-{g.n:06d}", "type": "spend.recorded", "occurred_at": BAD_AT, "channel": "paid_search",
+           "amount": 120}
+    if r == 2:
+        doc["amount"] = g.rng.choice([-1, "-0.01", -1e6])
+        return g.event_message("bad_revenue_fields", "spend.recorded", doc, "negative_amount")
+    del doc["channel"]
+    return g.event_message("bad_revenue_fields", "spend.recorded", doc, "missing_field")
+
+
 CATEGORIES = {
     "invalid_utf8": _invalid_utf8,
     "truncated_json": _truncated_json,
@@ -417,6 +439,7 @@ CATEGORIES = {
     "not_objects": _not_objects,
     "empty_and_tombstones": _empty_and_tombstones,
     "wrong_currency_stage_topic": _wrong_currency_stage_topic,
+    "bad_revenue_fields": _bad_revenue_fields,
 }
 # Messages of these categories are 2-64 KiB (or more): fewer of them keep the corpus quick to produce.
 _HEAVY = {"deeply_nested": 0.25, "oversize": 0.1}
@@ -472,8 +495,8 @@ def with_hostile_valid_events(log: list[tuple[str, str, dict]], seed: int, every
     n = 0
     for i, (topic, key, event) in enumerate(log):
         out.append((topic, key, event))
-        if i % every != every - 1:
-            continue
+        if i % every != every - 1 or "-toolate-" in event["event_id"]:
+            continue  # (a too-late event's time would make the new entity too late as well)
         n += 1
         name = HOSTILE_NAMES[n % len(HOSTILE_NAMES)]
         # A few reps per name, each with several events; a 64-character name is a rep id of the maximum length.

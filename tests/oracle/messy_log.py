@@ -1,7 +1,8 @@
 """A deterministic, valid-only, deliberately messy event log in ARRIVAL order, for oracle-vs-stream tests.
 
 `make_messy_log(seed)` returns `[(topic_suffix, key, event), ...]`: topic_suffix in {"leads", "calls",
-"deals"}; key = lead_id (leads, calls with a lead), call_id (calls without a lead), deal_id (deals).
+"deals", "spend"}; key = lead_id (leads, calls with a lead), call_id (calls without a lead), deal_id (deals),
+channel (spend).
 Every event is valid per docs/events.md; nothing here should be dead-lettered except the events whose event_id
 contains TOO_LATE_MARK, which are too late (docs/kpis.md, "Time") whatever the partition count and partitioner:
 
@@ -20,6 +21,10 @@ skipping stages and moving back, a stage change at the same instant as the outco
 outcome, second outcomes, held events of entities that are never created, amounts as strings, floats with
 cents and ints, `team` present on some events and missing on others (present only for roster reps, and
 then equal to the roster team, so attribution is unambiguous), a rep off the roster (team `unassigned`).
+Revenue and marketing (contract section 6): campaigns on leads, MQLs (before, at and after lead.created,
+arriving before it, with and without a rep, twice), deal kinds, accounts, sources, campaigns and terms, a
+deal.won carrying term_months (always when it arrives before its deal.created), daily spend per channel and
+campaign (late, duplicated, of both categories, on a channel without leads, and one too late).
 
 The span is 3 days ending exactly at `start + 3 days` (the last event's occurred_at, i.e. the event clock).
 The default start puts the end right after a month boundary and on the day US DST ends (2026-11-01), so
@@ -51,6 +56,8 @@ _MIN = 60_000
 _HOUR = 60 * _MIN
 _SPAN = 72 * _HOUR
 _CHANNELS = ("email", "sms", "chat", "social", "other")
+_SOURCES = ("web", "referral", "event", "partner", None)
+_CAMPAIGNS = ("spring", "retarget", None, None)
 _OUTCOMES = ("connected",) * 9 + ("no_answer",) * 5 + ("voicemail",) * 3 + ("busy",) * 2 + ("failed",)
 
 
@@ -77,6 +84,9 @@ class _Builder:
         self.roster = roster
         self.records: list[list] = []  # [arrival_ms, seq, topic, key, event]
         self.n = 0
+        # The revenue and marketing side (campaigns, MQLs, deal kinds and terms, spend) draws from its own
+        # stream, so the rest of the log is what it was before it existed.
+        self.mrng = random.Random(f"{seed}:revenue")
 
     # -- primitives --------------------------------------------------------------------------------------
     def ts(self, ms: int) -> str:
@@ -118,6 +128,61 @@ class _Builder:
         self.records.append([arrival, len(self.records), topic, key, ev])
         return ev
 
+    # -- revenue and marketing (contract section 6) -------------------------------------------------------
+    def mdelay(self) -> int:
+        if self.mrng.random() < 0.05:
+            return self.mrng.randint(_HOUR, 18 * _HOUR)
+        return self.mrng.randint(0, 4 * _MIN)
+
+    def mwho(self, rep: str) -> dict:
+        out = {"rep_id": rep}
+        if rep in self.roster and self.mrng.random() < 0.6:
+            out["team"] = self.roster[rep]["team"]
+        return out
+
+    def mql(self, lead_id: str, created_ms: int, owner: str) -> None:
+        """Some leads are scored MQLs: usually after creation, sometimes at the same millisecond or (a CRM
+        clock) before it, some arriving before their lead.created; some carry a rep, most not; a few twice."""
+        m = self.mrng
+        if m.random() >= 0.45:
+            return
+        r = m.random()
+        offset = 0 if r < 0.08 else -m.randint(1_000, 90_000) if r < 0.14 else m.randint(_MIN, 20 * _HOUR)
+        who = self.mwho(m.choice(self.reps)) if m.random() < 0.3 else {}
+        delay = m.randint(0, 20_000) if m.random() < 0.1 else self.mdelay()
+        self.emit("leads", lead_id, created_ms + offset, "lead.marketing_qualified", delay=delay, lead_id=lead_id, **who)
+        if m.random() < 0.06:  # scored again: only the first counts
+            self.emit("leads", lead_id, created_ms + offset + m.randint(_MIN, 5 * _HOUR), "lead.marketing_qualified",
+                      delay=self.mdelay(), lead_id=lead_id, **(self.mwho(owner) if m.random() < 0.5 else {}))
+
+    def deal_fields(self) -> dict:
+        """A deal.created's kind, account, attribution and term (each sometimes absent)."""
+        m = self.mrng
+        out = {"kind": m.choice(("new", "new", "expansion", "renewal", None)),
+               "account_id": m.choice((f"A{self.seed}-{m.randint(1, 40):03d}", None)),
+               "source": m.choice(_SOURCES), "campaign": m.choice(_CAMPAIGNS),
+               "term_months": m.choice((12, 24, 36, 7, 1, None, None))}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def spend(self, days: int) -> None:
+        """Each day's spend per channel and campaign at the day's start (some hours late); a channel with no
+        leads at all (`tv`); sales spend; a zero amount; amounts as strings, floats with cents and ints."""
+        m = self.mrng
+        for day in range(days):
+            for channel in ("web", "referral", "event", "tv"):
+                for campaign in (None, "spring", "retarget"):
+                    if m.random() < 0.35:
+                        continue
+                    cents = m.randint(0, 300_000)
+                    amount = m.choice((f"{cents // 100}.{cents % 100:02d}", cents / 100, cents // 100))
+                    fields = {"channel": channel, "campaign": campaign, "amount": amount}
+                    if m.random() < 0.2:
+                        fields["category"] = "sales"
+                    elif m.random() < 0.3:
+                        fields["category"] = "marketing"
+                    ms = day * 24 * _HOUR + (0 if m.random() < 0.8 else m.randint(_MIN, 12 * _HOUR))
+                    self.emit("spend", channel, ms, "spend.recorded", delay=self.mdelay(), **fields)
+
     def pick_rep(self, usual: str | None = None) -> str:
         if usual is not None and self.rng.random() < 0.8:
             return usual
@@ -154,8 +219,9 @@ class _Builder:
         if created_delay is None and rng.random() < 0.06:
             created_delay = rng.randint(20 * _MIN, 6 * _HOUR)  # touches arrive before lead.created
         self.emit("leads", lead_id, c, "lead.created", delay=created_delay, lead_id=lead_id,
-                  source=rng.choice(("web", "referral", "event", None)),
+                  source=rng.choice(("web", "referral", "event", None)), campaign=self.mrng.choice(_CAMPAIGNS),
                   **(self.who(owner) if has_owner else {}))
+        self.mql(lead_id, c, owner)
         if not has_owner and rng.random() < 0.7:
             self.emit("leads", lead_id, c + rng.randint(30_000, 10 * _MIN), "lead.assigned", lead_id=lead_id,
                       **self.who(owner))
@@ -216,7 +282,7 @@ class _Builder:
         stage_i = rng.choices((0, 1, 2), weights=(70, 20, 10))[0]
         lead_id = rng.choice(lead_ids) if lead_ids and rng.random() < 0.4 else None
         created = {"deal_id": deal_id, "lead_id": lead_id, "amount": self.amount(), "stage": DEFAULT_STAGES[stage_i],
-                   "product": rng.choice(("core", "pro", None)), **self.who(owner)}
+                   "product": rng.choice(("core", "pro", None)), **self.who(owner), **self.deal_fields()}
         if outcome is None:
             r = rng.random()
             outcome = "deal.won" if r < 0.4 else "deal.lost" if r < 0.65 else "open"
@@ -247,6 +313,8 @@ class _Builder:
                 fields = {"deal_id": deal_id}
                 if outcome == "deal.won" and rng.random() < 0.5:
                     fields["amount"] = self.amount()
+                if outcome == "deal.won" and (won_before_created or self.mrng.random() < 0.3):
+                    fields["term_months"] = self.mrng.choice((6, 12, 24, 120))  # overrides the deal.created's
                 if outcome == "deal.lost" and rng.random() < 0.5:
                     fields["reason"] = rng.choice(("price", "timing", "competitor"))
                 if rng.random() < 0.5:
@@ -318,6 +386,9 @@ def make_messy_log(
     for j in range(5, n_deals):
         b.deal(j, lead_ids, won_before_created=rng.random() < 0.05)
 
+    b.spend(3)
+    b.emit("spend", "tv", 48 * _HOUR, "spend.recorded", delay=b.mdelay(), channel="tv", amount=1250)
+
     # Held forever: events of entities that are never created count nothing (the call still counts as a call).
     ghost_lead, ghost_deal = f"L{seed}-ghost", f"D{seed}-ghost"
     b.emit("leads", ghost_lead, rng.randint(0, _SPAN), "lead.touched", lead_id=ghost_lead, channel="email",
@@ -345,5 +416,7 @@ def make_messy_log(
     b.emit("deals", d0, 3 * _HOUR, "deal.won", mark=TOO_LATE_MARK, deal_id=d0, amount="12345.67")
     b.emit("deals", d1, 4 * _HOUR, "deal.stage_changed", mark=TOO_LATE_MARK, deal_id=d1, to_stage="proposal",
            amount=77777)
+    # The key `tv` has spend stamped at 48 h or later (always: see _Builder.spend and the guard below).
+    b.emit("spend", "tv", 2 * _HOUR, "spend.recorded", mark=TOO_LATE_MARK, channel="tv", amount="5000.00")
     log.extend((topic, key, ev) for _, _, topic, key, ev in b.records)
     return log

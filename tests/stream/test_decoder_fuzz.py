@@ -37,9 +37,11 @@ from stream.events import (
     LeadAssigned,
     LeadCreated,
     LeadDisqualified,
+    LeadMarketingQualified,
     LeadQualified,
     LeadTouched,
     MeetingBooked,
+    SpendRecorded,
     encode_event,
     epoch_ms,
 )
@@ -47,7 +49,7 @@ from stream.events import (
 VALIDATOR = EventValidator()
 STAGES = ("prospecting", "qualification", "proposal", "negotiation")
 WALL_MS = epoch_ms(datetime(2026, 11, 20, 9, 15, tzinfo=timezone.utc))
-TOPICS = (None, "leads", "calls", "deals")
+TOPICS = (None, "leads", "calls", "deals", "spend")
 
 
 SOAK_EXAMPLES = 20_000
@@ -129,6 +131,8 @@ AMOUNTS = st.builds(
 ).filter(lambda d: d.adjusted() <= 15)
 OPTIONAL_AMOUNTS = st.none() | AMOUNTS
 OPT_TEXT = st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=1024)
+CHANNEL = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=64)
+OPT_CHANNEL = st.none() | CHANNEL
 COMMON = {"event_id": ids, "occurred_at": AT, "team": st.none() | st.text(min_size=1, max_size=64)}
 
 valid_events = st.one_of(
@@ -152,6 +156,17 @@ valid_events = st.one_of(
     st.builds(DealWon, deal_id=ids, amount=OPTIONAL_AMOUNTS, currency=st.sampled_from([None, "USD"]),
               rep_id=st.none() | rep_ids, **COMMON),
     st.builds(DealLost, deal_id=ids, reason=OPT_TEXT, rep_id=st.none() | rep_ids, **COMMON),
+    # the revenue and marketing fields
+    st.builds(LeadCreated, lead_id=ids, source=OPT_TEXT, campaign=OPT_CHANNEL, **COMMON),
+    st.builds(
+        DealCreated, deal_id=ids, rep_id=rep_ids, amount=AMOUNTS, stage=st.sampled_from(STAGES),
+        kind=st.sampled_from([None, "new", "expansion", "renewal"]), account_id=st.none() | ids, source=OPT_CHANNEL,
+        campaign=OPT_CHANNEL, term_months=st.none() | st.integers(1, 120), **COMMON,
+    ),
+    st.builds(DealWon, deal_id=ids, term_months=st.none() | st.integers(1, 120), **COMMON),
+    st.builds(LeadMarketingQualified, lead_id=ids, rep_id=st.none() | rep_ids, **COMMON),
+    st.builds(SpendRecorded, channel=CHANNEL, amount=AMOUNTS, campaign=OPT_CHANNEL,
+              category=st.sampled_from([None, "marketing", "sales"]), **COMMON),
 )
 
 

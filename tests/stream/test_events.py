@@ -47,6 +47,8 @@ VALID = {
     "deal.stage_changed": {"deal_id": "D-1", "to_stage": "proposal", "amount": "12500.00"},
     "deal.won": {"deal_id": "D-1", "amount": 12500.5},
     "deal.lost": {"deal_id": "D-1", "reason": "price"},
+    "lead.marketing_qualified": {"lead_id": "L-1"},
+    "spend.recorded": {"channel": "paid_search", "campaign": "black-friday", "amount": "420.00", "category": "marketing"},
 }
 
 
@@ -188,6 +190,14 @@ REJECTED = [
     ("stage-unknown", raw("deal.created", stage="closed_won"), None, None, "unknown_stage"),
     ("stage-case", raw("deal.created", stage="Proposal"), None, None, "unknown_stage"),
     ("to-stage-unknown", raw("deal.stage_changed", to_stage="won"), None, None, "unknown_stage"),
+    ("kind-unknown", raw("deal.created", kind="upsell"), None, None, "unknown_kind"),
+    ("kind-not-a-string", raw("deal.created", kind=1), None, None, "unknown_kind"),
+    ("term-zero", raw("deal.created", term_months=0), None, None, "invalid_term"),
+    ("term-121", raw("deal.won", term_months=121), None, None, "invalid_term"),
+    ("term-fraction", raw("deal.won", term_months=6.5), None, None, "invalid_term"),
+    ("spend-negative", raw("spend.recorded", amount=-1), None, None, "negative_amount"),
+    ("spend-no-channel", raw("spend.recorded", channel=_DROP), None, None, "missing_field"),
+    ("spend-on-deals", raw("spend.recorded"), "deals", None, "wrong_topic"),
     ("lead-on-deals-topic", raw("lead.created"), "deals", None, "wrong_topic"),
     ("call-on-leads-topic", raw("call.logged"), "leads", None, "wrong_topic"),
     ("deal-on-calls-topic", raw("deal.won"), "calls", None, "wrong_topic"),
@@ -385,7 +395,7 @@ _json = st.recursive(
 )
 _FIELDS = sorted({"event_id", "type", "occurred_at", "rep_id", "team", "lead_id", "call_id", "deal_id", "source",
                   "channel", "direction", "outcome", "duration_s", "amount", "stage", "to_stage", "currency",
-                  "reason", "product"})
+                  "reason", "product", "campaign", "kind", "account_id", "term_months", "category"})
 
 
 @st.composite

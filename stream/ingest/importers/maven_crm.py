@@ -5,7 +5,9 @@ close_value``):
   ``deal.created`` deal_id = opportunity_id, rep_id = sales_agent, team = the agent's manager (from the
                    teams file), at engage_date, stage = ``--stage`` (default: the second open stage,
                    ``qualification`` — an engaged opportunity), product = product, amount = the product's
-                   list price when ``--products`` is given (else 0);
+                   list price when ``--products`` is given (else 0), account_id = account (when given), kind:
+                   ``expansion`` when the account already had a won deal before this one started (a Won row
+                   of the same account whose close_date is before this row's engage_date), else ``new``;
   ``deal.won``     for ``Won``: amount = close_value, at close_date;
   ``deal.lost``    for ``Lost``: at close_date.
 ``Prospecting`` rows have no date at all (no engage_date, no close_date): they cannot be placed in time
@@ -22,7 +24,8 @@ from pathlib import Path
 
 from stream.ingest.importers.common import Clock, ImportFailed, ImportReport, line_numbers, money, read_csv, rfc3339, row_instant
 
-PIPELINE_COLUMNS = ("opportunity_id", "sales_agent", "product", "deal_stage", "engage_date", "close_date", "close_value")
+PIPELINE_COLUMNS = ("opportunity_id", "sales_agent", "product", "account", "deal_stage", "engage_date", "close_date",
+                    "close_value")
 TEAM_COLUMNS = ("sales_agent", "manager", "regional_office")
 PRODUCT_COLUMNS = ("product", "sales_price")
 STAGES = ("Prospecting", "Engaging", "Won", "Lost")
@@ -30,6 +33,17 @@ STAGES = ("Prospecting", "Engaging", "Won", "Lost")
 
 def _product_key(name: str) -> str:
     return "".join(name.split()).lower()
+
+
+def _first_won_by_account(pipeline: list[dict], path: str | Path, clock: Clock) -> dict[str, datetime]:
+    """Each account's earliest close_date of a Won opportunity."""
+    first: dict[str, datetime] = {}
+    for lineno, row in line_numbers(pipeline):
+        if row["deal_stage"] == "Won" and row["account"] and row["close_date"]:
+            closed = row_instant(clock, path, lineno, "close_date", row["close_date"])
+            if row["account"] not in first or closed < first[row["account"]]:
+                first[row["account"]] = closed
+    return first
 
 
 def maven_events(pipeline_path: str | Path, teams_path: str | Path, clock: Clock, stage: str,
@@ -49,6 +63,7 @@ def maven_events(pipeline_path: str | Path, teams_path: str | Path, clock: Clock
                 raise ImportFailed(f"{products_path}: line {lineno}: sales_price {exc}") from None
     no_team: set[str] = set()
     events: list[tuple[datetime, dict]] = []
+    first_won = _first_won_by_account(pipeline, pipeline_path, clock)
     for lineno, row in line_numbers(pipeline):
         oid, agent, deal_stage = row["opportunity_id"], row["sales_agent"], row["deal_stage"]
         if deal_stage not in STAGES:
@@ -64,6 +79,12 @@ def maven_events(pipeline_path: str | Path, teams_path: str | Path, clock: Clock
                    "stage": stage}
         if row["product"]:
             created["product"] = row["product"]
+        account = row["account"]
+        if account:
+            created["account_id"] = account
+        # docs/ingest.md, "Deal kinds": an account's deal is an expansion once the account has won before it started
+        won_before = first_won.get(account) if account else None
+        created["kind"] = "expansion" if won_before is not None and won_before < engaged else "new"
         if (team := team_of.get(agent)) is not None:
             created["team"] = team
         else:

@@ -30,6 +30,7 @@ STAGES = ("prospecting", "qualification", "proposal", "negotiation")
 START = datetime(2026, 6, 1, tzinfo=UTC)
 DAY_MS = 86_400_000
 PARTITIONS = 3
+GROUPS = ("leads", "deals", "spend")
 
 
 def stamp(ms: int) -> str:
@@ -49,10 +50,16 @@ def ninety_days(seed: int = 7) -> list[tuple[int, dict]]:
 
     t0 = epoch_ms(START)
     for day in range(90):
+        for channel, campaign in (("web", "c1"), ("paid", "c2"), ("paid", None)):
+            emit(t0 + day * DAY_MS, {"type": "spend.recorded", "channel": channel, "campaign": campaign,
+                                     "amount": rng.randint(0, 900), "category": rng.choice(("marketing", "sales"))})
         for i in range(12):
             ts = t0 + day * DAY_MS + rng.randint(0, DAY_MS - 1)
             lead, rep = f"L{day}-{i}", rng.choice(reps)
-            emit(ts, {"type": "lead.created", "lead_id": lead, "rep_id": rep})
+            source, campaign = rng.choice(("web", "paid", None)), rng.choice(("c1", "c2", None))
+            emit(ts, {"type": "lead.created", "lead_id": lead, "rep_id": rep, "source": source, "campaign": campaign})
+            if rng.random() < 0.4:
+                emit(ts + rng.randint(1_000, 5 * DAY_MS), {"type": "lead.marketing_qualified", "lead_id": lead})
             fate = rng.random()
             if fate < 0.6:
                 emit(ts + rng.randint(1_000, 900_000), {"type": "lead.touched", "lead_id": lead, "rep_id": rep, "channel": "email"})
@@ -61,7 +68,9 @@ def ninety_days(seed: int = 7) -> list[tuple[int, dict]]:
                                         "direction": "outbound", "outcome": "connected", "duration_s": 61.5})
             if i % 4 == 0:
                 deal = f"D{day}-{i}"
-                emit(ts, {"type": "deal.created", "deal_id": deal, "rep_id": rep, "amount": 1000 + i, "stage": "prospecting"})
+                emit(ts, {"type": "deal.created", "deal_id": deal, "rep_id": rep, "amount": 1000 + i, "stage": "prospecting",
+                          "kind": rng.choice(("new", "expansion", "renewal")), "product": rng.choice(("pro", "basic")),
+                          "source": source, "campaign": campaign, "term_months": rng.choice((12, 24, None))})
                 if rng.random() < 0.8:
                     kind = "deal.won" if rng.random() < 0.5 else "deal.lost"
                     emit(ts + rng.randint(1, 20) * DAY_MS, {"type": kind, "deal_id": deal})
@@ -72,7 +81,7 @@ def ninety_days(seed: int = 7) -> list[tuple[int, dict]]:
 class Worker:
     def __init__(self, **config) -> None:
         self.engine = KpiEngine(EngineConfig(**config))
-        self.tables: dict[str, dict] = {"leads": {}, "deals": {}}
+        self.tables: dict[str, dict] = {"leads": {}, "deals": {}, "spend": {}}
         self.rejected: list[str] = []
 
     def apply(self, wall_ms: int, doc: dict) -> None:
@@ -105,11 +114,11 @@ class Worker:
 
 
 def _topic(doc: dict) -> str:
-    return {"lead": "leads", "meeting": "leads", "call": "calls", "deal": "deals"}[doc["type"].split(".")[0]]
+    return {"lead": "leads", "meeting": "leads", "call": "calls", "deal": "deals", "spend": "spend"}[doc["type"].split(".")[0]]
 
 
 def _key(doc: dict) -> str:
-    return doc.get("deal_id") or doc.get("lead_id") or doc["call_id"]
+    return doc.get("deal_id") or doc.get("lead_id") or doc.get("call_id") or doc["channel"]
 
 
 def feed(workers: list[Worker], log: list[tuple[int, dict]]) -> int:
@@ -160,14 +169,14 @@ def test_a_crash_between_archive_write_and_row_deletes_loses_and_doubles_nothing
     cut = len(log) * 2 // 3
     live = Worker()
     feed([live], log[:cut])
-    for group in ("leads", "deals"):  # settle what the feed planned but no later event retired
+    for group in GROUPS:  # settle what the feed planned but no later event retired
         for p in range(PARTITIONS):
             live.engine.retire(live.tables[group], group, p)
     wall = log[cut][0] + DAY_MS
     assert live.plan(wall) > 0
     # Retire with a table that keeps the rows: as if the worker died right after writing the archives.
     kept_rows = {g: dict(t) for g, t in live.tables.items()}
-    for group in ("leads", "deals"):
+    for group in GROUPS:
         for p in range(PARTITIONS):
             live.engine.retire(live.tables[group], group, p)
             if archive_key(p) in live.tables[group]:
@@ -180,7 +189,7 @@ def test_a_crash_between_archive_write_and_row_deletes_loses_and_doubles_nothing
     assert crashed.snapshots(wall) == live.snapshots(wall)
     # ... and the next plan deletes the rows left behind without counting them again
     assert crashed.plan(wall) > 0
-    for group in ("leads", "deals"):
+    for group in GROUPS:
         for p in range(PARTITIONS):
             crashed.engine.retire(crashed.tables[group], group, p)
     assert {g: set(t) for g, t in crashed.tables.items()} == {g: set(t) for g, t in live.tables.items()}

@@ -199,7 +199,7 @@ class Cluster:
         self.n, self.salt = partitions, salt
         config = EngineConfig(timezone=tz, event_clock=True, too_late_seconds=NEVER_TOO_LATE)
         self.engines = [KpiEngine(config) for _ in range(workers)]
-        self.tables = [{"leads": {}, "deals": {}} for _ in range(workers)]
+        self.tables = [{"leads": {}, "deals": {}, "spend": {}} for _ in range(workers)]
         self.max_ts = None
 
     def partition_of(self, key: str) -> int:
@@ -333,7 +333,7 @@ def test_E_wall_clock_with_too_late_and_expiry_equals_oracle(data, docs, tz, ext
     order = data.draw(st.permutations(docs), label="arrival order")
     now_ms = max(epoch_ms(VALIDATOR.validate(orjson.dumps(d)).occurred_at) for d in docs) + extra
     engine = KpiEngine(EngineConfig(timezone=tz, event_clock=False))
-    tables = {"leads": {}, "deals": {}}
+    tables = {"leads": {}, "deals": {}, "spend": {}}
     expire_at = set(data.draw(st.lists(st.integers(0, len(order)), max_size=3), label="expiry timer"))
     accepted = []
     for i, doc in enumerate(order):
@@ -373,7 +373,7 @@ def test_messy_log_matches_oracle_including_too_late(seed, tz, partitions, worke
     roster = parse_roster(roster_yaml())
     config = EngineConfig(timezone=tz, event_clock=True)  # the real 25 h too-late rule
     engines = [KpiEngine(config) for _ in range(workers)]
-    tables = [{"leads": {}, "deals": {}} for _ in range(workers)]
+    tables = [{"leads": {}, "deals": {}, "spend": {}} for _ in range(workers)]
     rejected = []
     for topic, key, doc in log:
         event = VALIDATOR.validate(orjson.dumps(doc), topic)

@@ -47,6 +47,16 @@ def test_invalid_but_routable_events_are_routed():
     assert route({"type": "call.logged", "lead_id": "", "call_id": "C9"}) == ("calls", "C9")
 
 
+def test_spend_and_mqls_are_routed_to_their_topics():
+    spend = {"event_id": "s1", "type": "spend.recorded", "occurred_at": "2026-11-20T00:00:00Z",
+             "channel": "paid_search", "campaign": "bf", "amount": "120.00"}
+    assert route(spend) == ("spend", "paid_search") == ("spend", event_key(EventValidator().validate(orjson.dumps(spend))))
+    assert route({"type": "spend.recorded", "channel": "web", "amount": -1}) == ("spend", "web")  # dead-lettered later
+    assert route({"type": "lead.marketing_qualified", "lead_id": "L7"}) == ("leads", "L7")
+    with pytest.raises(BadLine, match="no usable key"):
+        route({"type": "spend.recorded", "amount": 5})  # no channel: nothing to key it by
+
+
 @pytest.mark.parametrize("line, reason", [
     (b"not json at all", "not JSON"),
     (b"\xff\xfe{}", "not JSON"),
