@@ -87,6 +87,7 @@ class Settings(BaseModel):
     kpi_max_facts_per_entity: int = Field(2000, ge=10)
     kpi_max_reps: int = Field(5000, ge=1)
     kpi_max_teams: int = Field(500, ge=1)
+    kpi_max_products: int = Field(500, ge=1)
     kpi_retire_scan_seconds: float = Field(600, gt=0)  # how often the tables are scanned for quiet entities
     # Stall watchdog (stream.worker.app.watch_progress): messages waiting but none processed for this long.
     kpi_stall_seconds: float = Field(90, ge=0)  # 0: off
@@ -157,7 +158,7 @@ class Settings(BaseModel):
         return ZoneInfo(self.kpi_timezone)
 
     def topic(self, suffix: str) -> str:
-        """Full topic name for ``leads``, ``calls``, ``deals`` or ``deadletter``."""
+        """Full topic name for ``leads``, ``calls``, ``deals``, ``subscriptions``, ``forecasts`` or ``deadletter``."""
         return f"{self.kpi_topic_prefix}{suffix}"
 
     @property

@@ -44,6 +44,29 @@ PARTS: dict[str, Part] = {p.name: p for p in (
     Part("open_value", MONEY, "current amounts of the deals without an outcome (per stage: in that stage)", windowed=False),
     Part("leads_awaiting", COUNT, "leads waiting for a first touch, within lead_max_age", windowed=False),
     Part("oldest_created", MINIMUM, "creation time (ms) of the oldest of them", windowed=False),
+    # Customers (stream.kpi.accounts): an account's active periods, its MRR movements, its current MRR.
+    Part("customers_new", COUNT, "active periods starting in the bucket"),
+    Part("mrr_new", MONEY, "their MRR at the start"),
+    Part("mrr_changes", COUNT, "changes of an active account's MRR in the bucket"),
+    Part("mrr_expansion", MONEY, "their increases"),
+    Part("mrr_contraction", MONEY, "their decreases, as positive amounts"),
+    Part("customers_churned", COUNT, "active periods ending in the bucket"),
+    Part("mrr_churned", MONEY, "their MRR at the end"),
+    Part("customers_active", COUNT, "active accounts", windowed=False),
+    Part("mrr", MONEY, "their current MRR", windowed=False),
+    # Forecasts (stream.kpi.accounts): a rep's latest forecast for a month, counted at that month's start.
+    Part("forecasts", COUNT, "reps' forecasts for the month starting in the bucket"),
+    Part("forecast_amount", MONEY, "their amounts (each rep's latest submission for the month)"),
+    # Derived when a window is read (stream.kpi.accounts.derive), from the buckets of a fixed calendar
+    # range; never contributed. Sums, not counts, so they never list a label by themselves.
+    Part("customers_at_start", SUM, "accounts active at the window's start: active − started since + ended since",
+         windowed=False, derived=True),
+    Part("churned_prev_month", SUM, "active periods ending in the previous calendar month", windowed=False, derived=True),
+    Part("at_start_prev_month", SUM, "accounts active at the start of the previous calendar month",
+         windowed=False, derived=True),
+    Part("won_prev_month", MONEY, "won revenue of the previous calendar month", windowed=False, derived=True),
+    Part("forecast_prev_month", MONEY, "forecasts for the previous calendar month", windowed=False, derived=True),
+    Part("forecasts_prev_month", SUM, "how many reps had one", windowed=False, derived=True),
 )}
 
 
@@ -71,22 +94,30 @@ class Section:
 
 
 SCOPE_PARTS = tuple(name for name in PARTS if name != "stage_entries")
+CUSTOMER_PARTS = ("customers_new", "mrr_new", "mrr_changes", "mrr_expansion", "mrr_contraction", "customers_churned",
+                  "mrr_churned", "customers_active", "mrr", "customers_at_start", "churned_prev_month",
+                  "at_start_prev_month")
 DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     Dimension("scope", SCOPE_PARTS,
               "the crediting rep and the team on the crediting event (the roster's team is resolved when read); "
               "labels past KPI_MAX_REPS / KPI_MAX_TEAMS count as `_over_cap`"),
     Dimension("stages", ("stage_entries", "open_deals", "open_value"), "the deal's stage (the configured stages)"),
+    Dimension("products", CUSTOMER_PARTS,
+              "the account's product (its latest `subscription.started` carrying one, else `unspecified`); labels "
+              "past KPI_MAX_PRODUCTS count as `_over_cap`"),
 )}
 _LAYOUTS = {d.name: Layout([PARTS[p] for p in d.parts]) for d in DIMENSIONS.values()}
 DIMENSION_ORDER = tuple(DIMENSIONS)  # contributions name their dimension by position
 SCOPE = DIMENSION_ORDER.index("scope")
 STAGES = DIMENSION_ORDER.index("stages")
+PRODUCTS = DIMENSION_ORDER.index("products")
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("overall", "scope", "everything, uncredited events included"),
     Section("teams", "scope", "per team: the team on the crediting event, else the roster's, else `unassigned`"),
     Section("reps", "scope", "per crediting rep"),
     Section("stages", "stages", "per configured stage, every stage listed"),
+    Section("products", "products", "per product; `unspecified` for an entity without one"),
 )}
 SCOPE_SECTIONS = ("overall", "teams", "reps")
 
@@ -112,10 +143,12 @@ class Inputs:
     """What a formula reads for one label of a section: its merged parts, the window's ``now``, and (for
     per-stage conversion) the next label's parts. ``values`` collects the label's KPIs."""
 
-    __slots__ = ("row", "layout", "now_ms", "values", "next_row")
+    __slots__ = ("row", "layout", "now_ms", "values", "next_row", "month_fraction")
 
-    def __init__(self, row: Row, layout: Layout, now_ms: int, next_row: Row | None = None) -> None:
+    def __init__(self, row: Row, layout: Layout, now_ms: int, next_row: Row | None = None,
+                 month_fraction: tuple[int, int] | None = None) -> None:
         self.row, self.layout, self.now_ms, self.next_row = row, layout, now_ms, next_row
+        self.month_fraction = month_fraction  # f = elapsed ÷ length of now's month, as (elapsed ms, length ms)
         self.values: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:  # a part by name: x.leads_created
@@ -164,7 +197,7 @@ class Kpi:
 
     def labels(self, dimension: str) -> list[str]:
         """The Prometheus labels of its metric for ``dimension``."""
-        base = ["scope", "team", "rep"] if dimension == "scope" else ["stage"]
+        base = ["scope", "team", "rep"] if dimension == "scope" else [DIMENSION_LABEL[dimension]]
         window = [] if self.timing in (NOW, MONTH) else ["window"]
         return base + window + (["currency"] if self.unit == "money" else [])
 
@@ -200,6 +233,33 @@ def _oldest_wait(x: Inputs) -> float | None:
 
 
 O_T_R = SCOPE_SECTIONS
+O_T_R_P = (*SCOPE_SECTIONS, "products")
+DIMENSION_LABEL = {"stages": "stage", "products": "product"}  # the Prometheus label of a dimension's metrics
+
+
+def _mrr_per_customer(x: Inputs) -> Decimal | None:
+    return x.mrr / x.customers_active if x.customers_active else None
+
+
+def _clv(x: Inputs) -> float | None:
+    # (mrr / customers_active) / c, c the churn rate of the previous full calendar month: exact counts,
+    # derived from the day buckets of that month (stream.kpi.accounts).
+    per_customer = _mrr_per_customer(x)
+    if per_customer is None or not x.churned_prev_month or not x.at_start_prev_month:
+        return None
+    return money(per_customer * x.at_start_prev_month / x.churned_prev_month)
+
+
+def _projected(x: Inputs) -> float | None:
+    # won ÷ f with f = elapsed ÷ length of the month: exact decimals, so every section agrees to the cent.
+    if not x.month_fraction or not x.month_fraction[0]:
+        return None
+    elapsed, length = x.month_fraction
+    return money(Decimal(x.won_revenue) * length / elapsed)
+
+
+def _m_p(name: str, help: str, product_name: str) -> dict[str, Metric]:
+    return {"scope": Metric(name, help), "products": Metric(product_name, help.replace("(", "per product (", 1))}
 
 
 def _m(name: str, help: str) -> dict[str, Metric]:
@@ -311,6 +371,87 @@ KPIS: tuple[Kpi, ...] = (
         _m("kpi_quota_attainment_ratio",
            "Month to date: rep = won revenue / monthly quota; team and overall = share of the roster's "
            "quota-carrying reps at >= 1 (quota_attainment).")),
+    # --- customers (subscriptions) and forecasts: docs/kpis.md "Customers" and "Forecasts" ---
+    Kpi("mrr", "money", NOW, O_T_R_P, "the account's owner", "sum of the MRR of the active accounts",
+        lambda x: money(x.mrr),
+        _m_p("kpi_mrr", "Monthly recurring revenue of the active accounts, now (mrr).", "kpi_product_mrr")),
+    Kpi("arr", "money", NOW, O_T_R_P, "the account's owner", "12 × `mrr`",
+        lambda x: money(12 * x.mrr),
+        _m_p("kpi_arr", "Annual recurring revenue: 12 x MRR of the active accounts, now (arr).", "kpi_product_arr")),
+    Kpi("customers_active", "count", NOW, O_T_R_P, "the account's owner", "active accounts",
+        lambda x: x.customers_active,
+        _m_p("kpi_customers_active", "Active accounts, now (customers_active).", "kpi_product_customers_active")),
+    Kpi("customers_new", "count", WINDOW, O_T_R_P, "the account's owner", "active periods that start in W",
+        lambda x: x.customers_new,
+        _m_p("kpi_customers_new", "Active periods starting in the window (customers_new).", "kpi_product_customers_new")),
+    Kpi("customers_churned", "count", WINDOW, O_T_R_P, "the account's owner",
+        "active periods that end in W (cancellations of active accounts)",
+        lambda x: x.customers_churned,
+        _m_p("kpi_customers_churned", "Active periods ending in the window (customers_churned).",
+             "kpi_product_customers_churned")),
+    Kpi("customers_at_window_start", "count", WINDOW, O_T_R_P, "the account's owner",
+        "accounts with an active period that began before the start of W and had not ended before it (0 for `all`)",
+        lambda x: x.customers_at_start,
+        _m_p("kpi_customers_at_window_start", "Accounts active at the start of the window (customers_at_window_start).",
+             "kpi_product_customers_at_window_start")),
+    Kpi("churn_rate", "ratio", WINDOW, O_T_R_P, "as its parts", "`customers_churned` ÷ `customers_at_window_start`",
+        lambda x: ratio(x.customers_churned, x.customers_at_start),
+        _m_p("kpi_churn_ratio", "Customers churned / customers at the window's start (churn_rate).",
+             "kpi_product_churn_ratio")),
+    Kpi("customer_retention_rate", "ratio", WINDOW, O_T_R_P, "as its parts",
+        "(`customers_active` − `customers_new`) ÷ `customers_at_window_start`",
+        lambda x: ratio(x.customers_active - x.customers_new, x.customers_at_start),
+        _m_p("kpi_customer_retention_ratio",
+             "(Customers active now - new in the window) / customers at the window's start (customer_retention_rate).",
+             "kpi_product_customer_retention_ratio")),
+    Kpi("mrr_new", "money", WINDOW, O_T_R_P, "the account's owner", "MRR of the active periods starting in W",
+        lambda x: money(x.mrr_new),
+        _m_p("kpi_mrr_new", "MRR of the active periods starting in the window (mrr_new).", "kpi_product_mrr_new")),
+    Kpi("mrr_expansion", "money", WINDOW, O_T_R_P, "the account's owner",
+        "sum of the increases of active accounts' MRR by events in W",
+        lambda x: money(x.mrr_expansion),
+        _m_p("kpi_mrr_expansion", "Increases of active accounts' MRR in the window (mrr_expansion).",
+             "kpi_product_mrr_expansion")),
+    Kpi("mrr_contraction", "money", WINDOW, O_T_R_P, "the account's owner",
+        "sum of the decreases of active accounts' MRR by events in W, as a positive amount",
+        lambda x: money(x.mrr_contraction),
+        _m_p("kpi_mrr_contraction", "Decreases of active accounts' MRR in the window, positive (mrr_contraction).",
+             "kpi_product_mrr_contraction")),
+    Kpi("mrr_churned", "money", WINDOW, O_T_R_P, "the account's owner",
+        "MRR of the accounts whose active period ends in W, at its end",
+        lambda x: money(x.mrr_churned),
+        _m_p("kpi_mrr_churned", "MRR of the active periods ending in the window, at their end (mrr_churned).",
+             "kpi_product_mrr_churned")),
+    Kpi("customer_lifetime_value", "money", NOW, O_T_R_P, "as its parts",
+        "(`mrr` ÷ `customers_active`) ÷ c, c the `churn_rate` of the previous full calendar month; null when a "
+        "part is null or c is 0", _clv,
+        _m_p("kpi_customer_lifetime_value",
+             "MRR per active account / churn rate of the previous calendar month, now (customer_lifetime_value).",
+             "kpi_product_customer_lifetime_value")),
+    Kpi("forecast_amount", "money", MONTH, O_T_R, "the forecast's rep",
+        "rep: their forecast for the current month (latest `forecast.submitted` for it); team and overall: sum "
+        "over their reps with one",
+        lambda x: money(x.forecast_amount) if x.forecasts else None,
+        _m("kpi_forecast_amount", "Month to date: the forecasts for the current month (forecast_amount).")),
+    Kpi("forecast_attainment", "ratio", MONTH, O_T_R, "as its parts",
+        "rep: `won_revenue` (month) ÷ `forecast_amount`; team and overall: the won revenue of the reps with a "
+        "forecast ÷ the sum of their forecasts", None,
+        _m("kpi_forecast_attainment_ratio",
+           "Month to date: won revenue of the reps with a forecast / their forecasts (forecast_attainment).")),
+    Kpi("forecast_accuracy", "ratio", MONTH, O_T_R, "as its parts",
+        "for the previous calendar month: 1 − |won − forecast| ÷ forecast, won being that month's won revenue; "
+        "team and overall over the reps with a forecast for it, with sums", None,
+        _m("kpi_forecast_accuracy_ratio",
+           "Previous calendar month: 1 - |won - forecast| / forecast over the reps with a forecast (forecast_accuracy).")),
+    Kpi("quota_pace", "ratio", MONTH, O_T_R, "as its parts",
+        "rep: `won_revenue` (month) ÷ (monthly quota × f), f = (now − month start) ÷ (month end − month start); "
+        "team and overall: sums over the roster's reps with a quota", None,
+        _m("kpi_quota_pace_ratio",
+           "Month to date: won revenue / (monthly quota x share of the month elapsed); 1 = on pace (quota_pace).")),
+    Kpi("projected_won_revenue", "money", MONTH, O_T_R, "as its parts", "`won_revenue` (month) ÷ f",
+        _projected,
+        _m("kpi_projected_won_revenue",
+           "Month to date: won revenue / share of the month elapsed (projected_won_revenue).")),
 )
 BY_KEY: dict[str, Kpi] = {k.key: k for k in KPIS}
 

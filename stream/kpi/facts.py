@@ -30,6 +30,9 @@ from stream.events import (
     Event,
     LeadCreated,
     LIFECYCLE_RANK,
+    ForecastSubmitted,
+    SubscriptionChanged,
+    SubscriptionStarted,
     epoch_ms,
 )
 
@@ -51,6 +54,7 @@ class Fact(msgspec.Struct, array_like=True, frozen=True, order=True):
     connected: bool = False
     talk_ms: int = 0
     source: str | None = None  # lead.created's source, for alert messages
+    product: str | None = None  # subscription.started's product
 
 
 class Entity(msgspec.Struct, array_like=True):
@@ -76,7 +80,12 @@ def fact_from_event(event: Event) -> Fact:
     elif isinstance(event, CallLogged):
         connected = event.outcome == "connected"
         talk_ms = round(event.duration_s * 1000) if connected else 0
+    elif isinstance(event, (SubscriptionStarted, SubscriptionChanged)):
+        amount = str(event.mrr)
+    elif isinstance(event, ForecastSubmitted):
+        amount = str(event.amount)
     source = event.source if isinstance(event, LeadCreated) else None
+    product = event.product if isinstance(event, SubscriptionStarted) else None
     return Fact(
         ts=epoch_ms(event.occurred_at),
         rank=LIFECYCLE_RANK[kind],
@@ -89,6 +98,7 @@ def fact_from_event(event: Event) -> Fact:
         connected=connected,
         talk_ms=talk_ms,
         source=source,
+        product=product,
     )
 
 

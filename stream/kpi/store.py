@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from sortedcontainers import SortedList
 
-from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS, SCOPE
+from stream.kpi.accounts import derive
+from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS, PRODUCTS, SCOPE
 from stream.kpi.facts import AWAITING, CURRENT, Contribution
 from stream.kpi.parts import Layout, Row
 from stream.kpi.windows import DAYS_KEPT, MINUTE_MS, MINUTE_WINDOWS, MINUTES_KEPT, DayCalendar, minute_of
@@ -93,6 +94,7 @@ class PartitionAggregates:
         caps = caps or {}
         self.reps = caps.get("reps") or LabelCap(10**9)
         self.teams = caps.get("teams") or LabelCap(10**9)
+        self.products = caps.get("products") or LabelCap(10**9)
         self.dims = [DimensionAggregates(DIMENSIONS[name].layout) for name in DIMENSION_ORDER]
         # Buckets below these are not kept; both only move forward, so a contribution that was not
         # added to a bucket is never retracted from it either.
@@ -106,6 +108,8 @@ class PartitionAggregates:
     def label_of(self, c: Contribution) -> Label:
         if c.dim == SCOPE:
             return self.reps(c.rep), None if c.team is None else self.teams(c.team)
+        if c.dim == PRODUCTS:
+            return self.products(c.label)
         return c.label
 
     def apply(self, contributions: Iterable[Contribution], sign: int) -> None:
@@ -119,6 +123,8 @@ class PartitionAggregates:
                 rep, team = c.rep, c.team
                 label = (rep if rep in reps.admitted else reps(rep),
                          None if team is None else team if team in teams.admitted else teams(team))
+            elif c.dim == PRODUCTS:
+                label = self.products(c.label)
             else:
                 label = c.label
             bucket = c.bucket
@@ -180,14 +186,16 @@ class PartitionAggregates:
     def reduce(self, window: str, now_ms: int) -> list[dict[Label, Row]]:
         """Per dimension, one row per label for ``window`` at ``now_ms``, current state included."""
         out: list[dict[Label, Row]] = []
-        for dim in self.dims:
+        for d, dim in enumerate(self.dims):
             rows: dict[Label, Row] = {}
+            minute_range = None
             if window == "all":
                 for label, row in dim.total.items():
                     _into(rows, label, dim.layout).merge(row)
             elif window in MINUTE_WINDOWS:
                 hi = minute_of(now_ms)
-                _merge_range(rows, dim, dim.minutes, hi - MINUTE_WINDOWS[window] + 1, hi)
+                minute_range = (hi - MINUTE_WINDOWS[window] + 1, hi)
+                _merge_range(rows, dim, dim.minutes, *minute_range)
             else:
                 days = self.calendar.days_of(window, now_ms)
                 _merge_range(rows, dim, dim.days, days.start, days.stop - 1)
@@ -201,6 +209,7 @@ class PartitionAggregates:
                     row = _into(rows, label, dim.layout)
                     row.v[_AWAITING] += stop - start
                     row.lower(_OLDEST, waiting[start])
+            derive(d, dim, rows, window, now_ms, self.calendar, minute_range)
             out.append(rows)
         return out
 

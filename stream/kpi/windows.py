@@ -66,8 +66,29 @@ class DayCalendar:
             raise ValueError(f"unknown window {window!r}")
         return range(first.toordinal(), today.toordinal() + 1)
 
+    def previous_month_days(self, now_ms: int) -> range:
+        """Day numbers of the calendar month before now's local month."""
+        first = self._local(now_ms).date().replace(day=1)
+        last = first.fromordinal(first.toordinal() - 1)
+        return range(last.replace(day=1).toordinal(), first.toordinal())
+
+    def month_span(self, now_ms: int) -> tuple[int, int]:
+        """(ms since the start of now's local month, the month's length in ms): f = elapsed ÷ length."""
+        local = self._local(now_ms)
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        following = (start.replace(year=start.year + 1, month=1) if start.month == 12
+                     else start.replace(month=start.month + 1))
+        start_ms = _ms(start)
+        return now_ms - start_ms, _ms(following) - start_ms
+
     def _local(self, ts_ms: int) -> datetime:
         return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(self.tz)
+
+
+def _ms(local: datetime) -> int:
+    # A local wall time as UTC ms (re-resolving the offset: a month may start in another DST period).
+    local = local.replace(tzinfo=None).replace(tzinfo=local.tzinfo)
+    return round(local.timestamp() * 1000)
 
 
 def ms_to_datetime(ts_ms: int) -> datetime:

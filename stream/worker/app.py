@@ -41,7 +41,7 @@ from stream.worker.web_access import FAUST_WEB_VIEWS_OFF, access_middleware, che
 
 log = logging.getLogger("kpi_monitor.worker")
 
-TOPIC_SUFFIXES = ("leads", "calls", "deals")
+TOPIC_SUFFIXES = ("leads", "calls", "deals", "subscriptions", "forecasts")
 # Per-event Faust overhead shrinks when the agent takes events in batches (bench/RESULTS.md); a batch
 # waits at most BATCH_WITHIN_S for more events, which bounds the latency it adds.
 BATCH_MAX = 500

@@ -12,8 +12,8 @@ synchronous, so ``refresh_kpis`` fetches one snapshot per window ahead of the sc
 Every metric name, help text and unit comes from ``stream.kpi.catalogue``. Label rules (bounded
 cardinality): ``scope`` ∈ overall/team/rep, ``team`` and ``rep`` name the scope (``""`` where not
 applicable: a rep's KPIs may be credited under several teams, so rep series carry ``team=""``),
-``window`` one of the windows, ``stage`` a configured stage, ``currency`` the reporting currency. Lead,
-deal and call ids never become labels. A KPI that is null (ratio, mean or percentile over nothing) has
+``window`` one of the windows, ``stage`` a configured stage, ``product`` an account's product (capped by
+KPI_MAX_PRODUCTS), ``currency`` the reporting currency. Lead, deal, call and account ids never become labels. A KPI that is null (ratio, mean or percentile over nothing) has
 no sample, so a dashboard shows "no data" rather than a made-up 0.
 """
 
@@ -93,8 +93,8 @@ def kpi_families(
                 windowed = [] if window is None else [window]
                 if dimension == "scope":
                     rows = _scopes(snapshot.values)
-                else:
-                    rows = (([stage], doc) for stage, doc in (snapshot.values.get("stages") or {}).items())
+                else:  # the labelled sections of one dimension: stages, products
+                    rows = (([label], doc) for label, doc in (snapshot.values.get(dimension) or {}).items())
                 for labels, doc in rows:
                     value = _value(doc, kpi)
                     if value is not None:

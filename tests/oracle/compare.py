@@ -26,3 +26,29 @@ def assert_same(actual, expected, path="$", percentile_rel=1e-9):
     else:
         assert actual is not None and not isinstance(actual, (str, bool)), f"{path}: {actual!r} != {expected!r}"
         assert actual == pytest.approx(expected, rel=1e-9), f"{path}: {actual!r} != {expected!r}"
+
+
+# Keys and sections added by the customers and forecasts part of the contract (docs/kpis.md "Customers",
+# "Forecasts"): a document compared with an expectation written before them (the golden example of
+# sections 1-5) is compared without them.
+SECTION6_KEYS = frozenset({
+    "mrr", "arr", "customers_active", "customers_new", "customers_churned", "customers_at_window_start",
+    "churn_rate", "customer_retention_rate", "mrr_new", "mrr_expansion", "mrr_contraction", "mrr_churned",
+    "customer_lifetime_value", "forecast_amount", "forecast_attainment", "forecast_accuracy", "quota_pace",
+    "projected_won_revenue",
+})
+SECTION6_SECTIONS = frozenset({"products"})
+
+
+def without_section6(doc):
+    """``doc`` (a /kpis document) without the section-6 sections and keys."""
+    out = {}
+    for name, value in doc.items():
+        if name in SECTION6_SECTIONS:
+            continue
+        if name == "overall":
+            value = {k: v for k, v in value.items() if k not in SECTION6_KEYS}
+        elif name in ("teams", "reps") and isinstance(value, dict):
+            value = {label: {k: v for k, v in keys.items() if k not in SECTION6_KEYS} for label, keys in value.items()}
+        out[name] = value
+    return out

@@ -38,6 +38,8 @@ TOPIC_OF_TYPE = {
     "lead.created": "leads", "lead.assigned": "leads", "lead.touched": "leads", "meeting.booked": "leads",
     "lead.qualified": "leads", "lead.disqualified": "leads", "call.logged": "calls",
     "deal.created": "deals", "deal.stage_changed": "deals", "deal.won": "deals", "deal.lost": "deals",
+    "subscription.started": "subscriptions", "subscription.changed": "subscriptions",
+    "subscription.cancelled": "subscriptions", "forecast.submitted": "forecasts",
 }
 # Required fields beyond event_id/type/occurred_at, per type (docs/events.md).
 REQUIRED = {
@@ -47,6 +49,8 @@ REQUIRED = {
     "call.logged": ("call_id", "rep_id", "direction", "outcome", "duration_s"),
     "deal.created": ("deal_id", "rep_id", "amount", "stage"), "deal.stage_changed": ("deal_id", "to_stage"),
     "deal.won": ("deal_id",), "deal.lost": ("deal_id",),
+    "subscription.started": ("account_id", "mrr"), "subscription.changed": ("account_id", "mrr"),
+    "subscription.cancelled": ("account_id",), "forecast.submitted": ("rep_id", "period", "amount"),
 }
 TEMPLATES = {
     "lead.created": {"lead_id": "L", "rep_id": "ana", "source": "webform"},
@@ -398,6 +402,34 @@ def _wrong_currency_stage_topic(g: _Gen) -> BadMessage:
     return g.event_message("wrong_currency_stage_topic", etype, doc, "wrong_topic", topic=wrong)
 
 
+CUSTOMER_TEMPLATES = {
+    "subscription.started": {"account_id": "A", "mrr": 490, "rep_id": "ana", "product": "pro"},
+    "subscription.changed": {"account_id": "A", "mrr": "640.00"},
+    "subscription.cancelled": {"account_id": "A", "reason": "budget"},
+    "forecast.submitted": {"rep_id": "ana", "period": "2026-11", "amount": 45000},
+}
+
+
+def _customer_inputs(g: _Gen) -> BadMessage:
+    """Subscriptions and forecasts: a malformed period, a negative MRR, a cancellation without account_id."""
+    g.n += 1
+    r = g.rng.randrange(3)
+    etype = ("forecast.submitted", g.rng.choice(["subscription.started", "subscription.changed"]),
+             "subscription.cancelled")[r]
+    doc = {"event_id": f"bad-{g.n:06d}", "type": etype, "occurred_at": BAD_AT, **copy.deepcopy(CUSTOMER_TEMPLATES[etype])}
+    if r == 0:
+        doc["period"] = g.rng.choice(["2026-13", "2026-00", "2026-1", "26-11", "2026/11", "2026-11-01", "", "Nov 2026",
+                                      "1989-12", "2200-01", 202611, None, ["2026-11"]])
+        reason = "invalid_period"
+    elif r == 1:
+        doc["mrr"] = g.rng.choice([-1, -0.01, "-490", -1e-5])
+        reason = "negative_amount"
+    else:
+        del doc["account_id"]
+        reason = "missing_field"
+    return g.event_message("customer_inputs", etype, doc, reason)
+
+
 CATEGORIES = {
     "invalid_utf8": _invalid_utf8,
     "truncated_json": _truncated_json,
@@ -417,6 +449,7 @@ CATEGORIES = {
     "not_objects": _not_objects,
     "empty_and_tombstones": _empty_and_tombstones,
     "wrong_currency_stage_topic": _wrong_currency_stage_topic,
+    "customer_inputs": _customer_inputs,
 }
 # Messages of these categories are 2-64 KiB (or more): fewer of them keep the corpus quick to produce.
 _HEAVY = {"deeply_nested": 0.25, "oversize": 0.1}

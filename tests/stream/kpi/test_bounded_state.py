@@ -72,7 +72,7 @@ def ninety_days(seed: int = 7) -> list[tuple[int, dict]]:
 class Worker:
     def __init__(self, **config) -> None:
         self.engine = KpiEngine(EngineConfig(**config))
-        self.tables: dict[str, dict] = {"leads": {}, "deals": {}}
+        self.tables: dict[str, dict] = {"leads": {}, "deals": {}, "customers": {}}
         self.rejected: list[str] = []
 
     def apply(self, wall_ms: int, doc: dict) -> None:
@@ -160,14 +160,14 @@ def test_a_crash_between_archive_write_and_row_deletes_loses_and_doubles_nothing
     cut = len(log) * 2 // 3
     live = Worker()
     feed([live], log[:cut])
-    for group in ("leads", "deals"):  # settle what the feed planned but no later event retired
+    for group in ("leads", "deals", "customers"):  # settle what the feed planned but no later event retired
         for p in range(PARTITIONS):
             live.engine.retire(live.tables[group], group, p)
     wall = log[cut][0] + DAY_MS
     assert live.plan(wall) > 0
     # Retire with a table that keeps the rows: as if the worker died right after writing the archives.
     kept_rows = {g: dict(t) for g, t in live.tables.items()}
-    for group in ("leads", "deals"):
+    for group in ("leads", "deals", "customers"):
         for p in range(PARTITIONS):
             live.engine.retire(live.tables[group], group, p)
             if archive_key(p) in live.tables[group]:
@@ -180,7 +180,7 @@ def test_a_crash_between_archive_write_and_row_deletes_loses_and_doubles_nothing
     assert crashed.snapshots(wall) == live.snapshots(wall)
     # ... and the next plan deletes the rows left behind without counting them again
     assert crashed.plan(wall) > 0
-    for group in ("leads", "deals"):
+    for group in ("leads", "deals", "customers"):
         for p in range(PARTITIONS):
             crashed.engine.retire(crashed.tables[group], group, p)
     assert {g: set(t) for g, t in crashed.tables.items()} == {g: set(t) for g, t in live.tables.items()}
