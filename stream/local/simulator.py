@@ -78,6 +78,7 @@ import orjson
 
 from stream.config import DEFAULT_STAGES
 from stream.events import TOPIC_OF_TYPE
+from stream.local.customers_sim import CustomerBook
 from stream.durations import parse_positive_duration
 from stream.roster import Rep, Roster, Team
 
@@ -132,7 +133,7 @@ LOST_REASONS = ("price", "competitor", "no_decision", "timing", "no_budget")
 
 class SimEvent(NamedTuple):
     at_ms: int  # arrival time (simulated): occurred_at, or later for late deliveries
-    topic: str  # leads | calls | deals
+    topic: str  # leads | calls | deals | subscriptions | forecasts
     key: str
     event: dict[str, Any]
 
@@ -158,6 +159,11 @@ class RepProfile:
 def _iso(ms: int) -> str:
     dt = _EPOCH + timedelta(milliseconds=ms)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def _amount_with(cents: int, rng: random.Random) -> float | str:
+    """Money as producers send it: mostly JSON numbers, some decimal strings."""
+    return f"{cents // 100}.{cents % 100:02d}" if rng.random() < 0.3 else cents / 100
 
 
 def _chooser(rng: random.Random, table) -> Callable[[], Any]:
@@ -197,11 +203,13 @@ class SalesFloor:
             per_lead = events_per_lead(self.stages)
             self.peak_leads_per_s = events_per_second / (per_lead * WEEK_MEAN_WEIGHT)
         self._arrival_max = self.peak_leads_per_s * (1 + CALLS_WITHOUT_LEAD_PER_LEAD)
-        self._ids, self._seq = itertools.count(1), itertools.count()
+        self._ids, self._seq, self._customer_ids = itertools.count(1), itertools.count(), itertools.count(1)
         self._lead_n, self._call_n, self._deal_n, self._bad_n = (itertools.count(1) for _ in range(4))
         self._pending: list[tuple] = []  # heap of (ms, seq, topic, key, event)
         self._weights: dict[int, float] = {}
         self._t = self.start_ms / 1000
+        quotas = {r.rep_id: r.monthly_quota for r in roster.reps if r.monthly_quota}
+        self._book = CustomerBook(seed, self._rep_ids, quotas, self.tz, self._emit_customer, _amount_with)
 
     # ---------------------------------------------------------------- set-up
     def _profiles(self, roster: Roster, sla: float) -> dict[str, RepProfile]:
@@ -255,6 +263,19 @@ class SalesFloor:
             if self.rng.random() < P_TEAM_FIELD:
                 ev["team"] = self.profiles[rep].team
         heapq.heappush(self._pending, (ms, next(self._seq), TOPIC_OF_TYPE[etype], key, ev))
+
+    def _emit_customer(self, t: float, etype: str, key: str, fields: dict[str, Any], rep: str | None,
+                       rng: random.Random) -> dict[str, Any]:
+        """Like ``_emit`` for the customer book, on its own random stream and id sequence."""
+        ms = round(t * 1000)
+        ev = {"event_id": f"sim-{self.seed}-c{next(self._customer_ids)}", "type": etype, "occurred_at": _iso(ms),
+              **fields}
+        if rep is not None:
+            ev["rep_id"] = rep
+            if rng.random() < P_TEAM_FIELD:
+                ev["team"] = self.profiles[rep].team
+        heapq.heappush(self._pending, (ms, next(self._seq), TOPIC_OF_TYPE[etype], key, ev))
+        return ev
 
     def _pick_rep(self, exclude: str | None = None) -> str:
         while True:
@@ -366,9 +387,12 @@ class SalesFloor:
         end = t + cycle
         if won:
             outcome: dict[str, Any] = {"deal_id": deal}
+            final = cents
             if rng.random() < 0.8:
-                outcome["amount"] = self._amount(round(cents * rng.uniform(0.9, 1.0)))
+                final = round(cents * rng.uniform(0.9, 1.0))
+                outcome["amount"] = self._amount(final)
             self._emit(end, "deal.won", deal, outcome, rep if rng.random() < 0.85 else None)
+            self._book.deal_won(end, rep, product, final)
         else:
             self._emit(end, "deal.lost", deal, {"deal_id": deal, "reason": rng.choice(LOST_REASONS)},
                        rep if rng.random() < 0.85 else None)
@@ -386,8 +410,11 @@ class SalesFloor:
     def _timeline(self, until_ms: int | None) -> Iterator[tuple]:
         """All events in occurred_at order, up to (excluding) until_ms."""
         pending, call_share = self._pending, CALLS_WITHOUT_LEAD_PER_LEAD / (1 + CALLS_WITHOUT_LEAD_PER_LEAD)
+        if not self._book.started:
+            self._book.start_book(self.start_ms / 1000)
         while True:
             t = self._next_arrival()
+            self._book.forecasts_until(t if until_ms is None else min(t, until_ms / 1000))
             ms = round(t * 1000)
             limit = ms if until_ms is None else min(ms, until_ms)
             while pending and pending[0][0] < limit:
@@ -452,7 +479,8 @@ class SalesFloor:
         elif kind == "not_object":
             value = orjson.dumps([ev["type"], ev["event_id"]])
         elif kind == "missing_field":
-            required = ["event_id", "occurred_at", {"leads": "lead_id", "calls": "call_id", "deals": "deal_id"}[topic]]
+            required = ["event_id", "occurred_at", {"leads": "lead_id", "calls": "call_id", "deals": "deal_id",
+                                                    "subscriptions": "account_id", "forecasts": "period"}[topic]]
             if ev["type"] == "call.logged":
                 required += ["outcome", "duration_s"]
             ev.pop(rng.choice(required), None)
@@ -469,6 +497,8 @@ class SalesFloor:
                 "calls": (("duration_s", "long"), ("duration_s", -5), ("outcome", "hung_up"), ("rep_id", 42)),
                 "leads": (("rep_id", ""), ("rep_id", 42), ("team", ["a"]), ("event_id", None)),
                 "deals": (("amount", True), ("amount", "12,000.00"), ("rep_id", ""), ("team", 7)),
+                "subscriptions": (("account_id", ""), ("account_id", 42), ("team", 7)),
+                "forecasts": (("period", "2026-13"), ("period", 202611), ("rep_id", "")),
             }[topic])
             if field == "amount" and ev["type"] == "deal.lost":  # no amount there: it would be ignored
                 field, bad_value = "rep_id", ""
