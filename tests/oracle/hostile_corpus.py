@@ -503,8 +503,12 @@ def with_hostile_valid_events(log: list[tuple[str, str, dict]], seed: int, every
     rng = random.Random(seed)
     out: list[tuple[str, str, dict]] = []
     n = 0
-    for i, (topic, key, event) in enumerate(log):
+    i = -1
+    for topic, key, event in log:
         out.append((topic, key, event))
+        if topic not in ("leads", "calls", "deals"):
+            continue  # the customers' events are placed as before them (they are merged into the log by arrival)
+        i += 1
         if i % every != every - 1:
             continue
         n += 1

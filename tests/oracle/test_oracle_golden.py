@@ -300,8 +300,11 @@ _REQUIRED = {
     "deal.created": {"deal_id", "rep_id", "amount", "stage"}, "deal.stage_changed": {"deal_id", "to_stage"},
     "deal.won": {"deal_id"}, "deal.lost": {"deal_id"},
 }
+_REQUIRED.update({"subscription.started": {"account_id", "mrr"}, "subscription.changed": {"account_id", "mrr"},
+                  "subscription.cancelled": {"account_id"}, "forecast.submitted": {"rep_id", "period", "amount"}})
 _TOPIC = {"call.logged": "calls", **{t: "leads" for t in _REQUIRED if t.startswith(("lead", "meeting"))},
-          **{t: "deals" for t in _REQUIRED if t.startswith("deal")}}
+          **{t: "deals" for t in _REQUIRED if t.startswith("deal")},
+          **{t: "subscriptions" for t in _REQUIRED if t.startswith("subscription")}, "forecast.submitted": "forecasts"}
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +333,11 @@ def test_messy_log_is_valid_and_deterministic(messy):
         for f in ("stage", "to_stage"):
             if f in e:
                 assert e[f] in ("prospecting", "qualification", "proposal", "negotiation")
-        ends.append(parse_ts(e["occurred_at"]))
+        if topic in ("subscriptions", "forecasts"):  # with a history before the span
+            assert parse_ts(e["occurred_at"]) >= datetime(2026, 8, 20, 6, 0, tzinfo=UTC)
+            assert parse_ts(e["occurred_at"]) <= datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+        else:
+            ends.append(parse_ts(e["occurred_at"]))
     assert max(ends) == datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     assert min(ends) >= datetime(2026, 10, 30, 6, 0, tzinfo=UTC)
     by_id: dict[str, list[dict]] = {}
