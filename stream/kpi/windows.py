@@ -8,7 +8,7 @@ buckets answer them exactly.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 WINDOWS = ("1h", "24h", "today", "week", "month", "quarter", "all")
@@ -74,12 +74,21 @@ class DayCalendar:
 
     def month_span(self, now_ms: int) -> tuple[int, int]:
         """(ms since the start of now's local month, the month's length in ms): f = elapsed ÷ length."""
-        local = self._local(now_ms)
-        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        following = (start.replace(year=start.year + 1, month=1) if start.month == 12
-                     else start.replace(month=start.month + 1))
-        start_ms = _ms(start)
-        return now_ms - start_ms, _ms(following) - start_ms
+        start_ms, end_ms = self.period_bounds("month", now_ms)
+        return now_ms - start_ms, end_ms - start_ms
+
+    def period_bounds(self, window: str, now_ms: int) -> tuple[int, int]:
+        """[start, end) in UTC ms of the calendar period (``today``, ``week``, ``month``, ``quarter``) of now."""
+        first = date.fromordinal(self.days_of(window, now_ms).start)
+        if window == "today":
+            after = first + timedelta(days=1)
+        elif window == "week":
+            after = first + timedelta(days=7)
+        else:
+            index = first.year * 12 + first.month - 1 + (1 if window == "month" else 3)
+            after = date(index // 12, index % 12 + 1, 1)
+        return _ms(datetime(first.year, first.month, first.day, tzinfo=self.tz)), \
+            _ms(datetime(after.year, after.month, after.day, tzinfo=self.tz))
 
     def _local(self, ts_ms: int) -> datetime:
         return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(self.tz)

@@ -1,7 +1,9 @@
 """The Faust application: agents that validate and apply events, the entity tables, the web views.
 
-``create_app(settings)`` builds everything; nothing is created at import time. Two co-partitioned
-groups are consumed: ``leads`` (the leads and calls topics, keyed by lead_id) and ``deals``. Each group
+``create_app(settings)`` builds everything; nothing is created at import time. Three groups are
+consumed: ``leads`` (the leads and calls topics, co-partitioned by lead_id), ``deals`` and ``customers``
+(the subscriptions topic, keyed by account_id, and the forecasts topic, keyed by rep_id: one agent and
+one table for both, which need no co-partitioning: their entities never meet). Each group
 has an entity table (changelogged: it survives a crash). The KPI aggregates are an in-memory view of
 those tables, rebuilt whenever Faust finishes recovering them after a rebalance (see stream.kpi.store).
 """
@@ -132,6 +134,7 @@ def create_app(settings: Settings) -> WorkerContext:
     ctx.deadletter_topic = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
     _wire_group(ctx, "leads", [settings.topic("leads"), settings.topic("calls")])
     _wire_group(ctx, "deals", [settings.topic("deals")])
+    _wire_group(ctx, "customers", [settings.topic("subscriptions"), settings.topic("forecasts")])
     _forget_revoked_partitions(ctx)
     _wire_timers(ctx)
     register_views(ctx)

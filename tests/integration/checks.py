@@ -10,7 +10,7 @@ from tests.conftest import PARTITIONS
 from tests.oracle.batch_kpis import compute_kpis, drop_too_late, event_clock_now, kafka_partition, load_roster_yaml
 from tests.oracle.compare import assert_same
 
-DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
+DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages", "products")
 WINDOWS = ("all", "1h", "24h", "today", "week", "month", "quarter")
 
 

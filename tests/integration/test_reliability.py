@@ -19,12 +19,14 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.alerts.conftest import private_redis, receiver  # noqa: F401  (fixtures)
+from stream.kpi.engine import TOPICS_OF_GROUP
 from tests.conftest import PARTITIONS, wait_for
 from tests.integration.checks import assert_workers_match, exported_overall, oracle_answers
 from tests.private_broker import PrivateBroker
 from tests.oracle.messy_log import make_messy_log, roster_yaml
 from tests.stream.kpi.test_bounded_state import ninety_days
 
+GROUPS = len(TOPICS_OF_GROUP)  # leads, deals, customers: each has PARTITIONS partitions
 pytestmark = pytest.mark.integration
 
 
@@ -45,7 +47,7 @@ SUPERVISED = {"KPI_STALL_SECONDS": "30"}
 def _settled(workers) -> bool:
     """Every worker healthy with some partitions, and every partition of both groups owned by one of them."""
     owned = [_owned(w) for w in workers]
-    return all(n > 0 for n in owned) and sum(owned) == 2 * PARTITIONS
+    return all(n > 0 for n in owned) and sum(owned) == GROUPS * PARTITIONS
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def test_scale_out_1_to_3_and_back_to_1_keeps_every_number_exact(make_deployment
     joiners[0].terminate()  # leaves the group cleanly
     joiners[1].kill()  # dies: its partitions move after the session timeout
     dep.produce(_messages(third))
-    wait_for(lambda: _owned(solo) == 2 * PARTITIONS, 90, what="the last worker owning every partition")
+    wait_for(lambda: _owned(solo) == GROUPS * PARTITIONS, 90, what="the last worker owning every partition")
     expected = oracle_answers(log, roster_file)
     assert_workers_match([solo], expected)
     assert exported_overall([solo], "kpi_leads_created") == (1, expected["all"]["overall"]["leads_created"])
