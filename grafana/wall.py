@@ -31,7 +31,8 @@ STALE_S = wall_tiles.STALE_S
 POSITIONS = {
     "waiting": Pos(0, 0, 4, 8), "oldest-wait": Pos(4, 0, 4, 8), "response-p50": Pos(8, 0, 4, 8),
     "response-p90": Pos(12, 0, 4, 8), "within-sla": Pos(16, 0, 4, 8),
-    "win-rate": Pos(10, 8, 4, 8), "velocity": Pos(14, 8, 5, 8), "open-pipeline": Pos(19, 8, 5, 8),
+    "win-rate": Pos(10, 8, 3, 8), "velocity": Pos(13, 8, 4, 8), "open-pipeline": Pos(17, 8, 4, 8),
+    "quota-pace": Pos(21, 8, 3, 8),
 }
 BACKGROUND = {"oldest-wait", "within-sla"}  # tiles coloured as a whole, not just their number
 

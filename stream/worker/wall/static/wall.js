@@ -111,8 +111,8 @@ function tileElement(tile, wide) {
 function build() {
   const band = document.getElementById("headlines");
   const tiles = [...CONFIG.headlines];
-  // Row one: the lead-response tiles; row two opens with won today against the target.
-  tiles.splice(5, 0, CONFIG.won_today);
+  // Row one: the lead-response tiles and the win rate; row two opens with won today against the target.
+  tiles.splice(6, 0, CONFIG.won_today);
   for (const tile of tiles) band.appendChild(tileElement(tile, tile.id === CONFIG.won_today.id));
   const won = document.getElementById(`tile-${CONFIG.won_today.id}`);
   won.querySelector(".sub").insertAdjacentHTML("beforebegin", `<div class="progress"><div></div></div>`);
