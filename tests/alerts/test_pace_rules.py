@@ -102,3 +102,39 @@ async def test_one_rep_falls_behind_fires_once_after_the_first_week_and_resolves
     assert fired_at == day(8)  # behind from the start, but judged only once 7 days have run
     assert resolved_at == day(12) + 10 * HOUR
     await w.dispatcher.stop()
+
+
+async def test_backtest_replays_the_pace_rule():
+    """The same story as a JSON Lines log through `alerts backtest`: one firing for hugo on the 8th, resolved
+    when his deal is won on the 12th."""
+    from alerts.backtest import run_backtest
+    from stream.config import Settings
+
+    floor = roster()
+    lines, n = [], 0
+
+    def line(**event) -> None:
+        nonlocal n
+        n += 1
+        lines.append(json.dumps({"event_id": f"b{n}", **event}).encode())
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+
+    for rep in floor.reps:
+        if rep.monthly_quota and rep.rep_id != "hugo":
+            line(type="deal.created", deal_id=f"D-{rep.rep_id}", rep_id=rep.rep_id, amount=rep.monthly_quota,
+                 stage="prospecting", occurred_at=iso(day(1) + 9 * HOUR))
+            line(type="deal.won", deal_id=f"D-{rep.rep_id}", occurred_at=iso(day(1) + 9 * HOUR))
+    for h in range(9, 13 * 24):  # hugo's hourly calls, the 1st 09:00 to the 13th
+        line(type="call.logged", call_id=f"C{h}", rep_id="hugo", direction="outbound", outcome="busy", duration_s=0,
+             occurred_at=iso(NOV1 + h * HOUR))
+        if h == 11 * 24 + 10:
+            line(type="deal.created", deal_id="D-hugo", rep_id="hugo", amount=40_000, stage="prospecting",
+                 occurred_at=iso(NOV1 + h * HOUR))
+            line(type="deal.won", deal_id="D-hugo", occurred_at=iso(NOV1 + h * HOUR))
+    result = await run_backtest(PACE, lines, Settings(), floor)
+    got = [(x.kind, x.labels.get("rep"), x.at) for x in result.notifications]
+    assert got[0] == ("firing", "hugo", day(8)) and [g[:2] for g in got] == [("firing", "hugo"), ("resolved", "hugo")]
+    # evaluated as event time enters a minute, before that minute's events: the next event (11:00) resolves it
+    assert day(12) + 10 * HOUR <= got[1][2] <= day(12) + 11 * HOUR
