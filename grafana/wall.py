@@ -20,6 +20,7 @@ from grafana.common import (
     BLUE, GREEN, ORANGE, RED, SLA_SECONDS_DEFAULT, Pos, bargauge_panel, fixed, gauge_panel, kpi, new_dashboard,
     now, overall, series, stat_panel, thresholds, timeseries_panel, trend,
 )
+from stream.kpi.catalogue import BY_KEY, MONTH, NOW
 from stream.worker.wall import tiles as wall_tiles
 
 UID = "kpi-wall"
@@ -66,7 +67,9 @@ class Headline:
         return self.tile.window
 
     def expr(self) -> str:
-        return overall(self.metric, window=self.window) if self.window else overall(self.metric)
+        # *now* and month-only KPIs are exported without a window label (stream.kpi.catalogue.Kpi.labels)
+        windowed = self.window and BY_KEY[self.key].timing not in (NOW, MONTH)
+        return overall(self.metric, window=self.window) if windowed else overall(self.metric)
 
 
 def headlines(currency: str = "USD") -> tuple[Headline, ...]:

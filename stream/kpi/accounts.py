@@ -188,7 +188,13 @@ def derive(dim: int, aggregates: Any, rows: dict[Any, Row], window: str, now_ms:
         start_lo = minute_range[0]
     else:
         start_lo = calendar.days_of(window, now_ms).start
+    totals = aggregates.total
     for label in labels:
+        # Only labels that ever had an account (every active period's start is in the all-time total), won
+        # revenue or a forecast: the others have nothing to derive (this runs for every window of every request).
+        total = totals.get(label)
+        if total is None or not (total.v[new] or (won is not None and (total.v[won] or total.v[forecasts]))):
+            continue
         days = aggregates.days.get(label, {})
         current = aggregates.current.get(label)
         now_active = current.v[active] if current is not None else 0

@@ -52,6 +52,7 @@ INVALID_LINES = {
                                        currency="EUR")),
     "unknown_stage": orjson.dumps(_ev("b11", "deal.created", deal_id="X11", rep_id="r", amount=5, stage="won")),
     "too_late": orjson.dumps(_ev("b12", "lead.created", lead_id="X12", at=ts(-26 * 3600))),
+    "invalid_period": orjson.dumps(_ev("b13", "forecast.submitted", rep_id="r", period="2026-13", amount=5)),
 }
 
 

@@ -27,6 +27,7 @@ from stream.events import (
     InvalidEvent,
     LeadCreated,
     epoch_ms,
+    event_key,
 )
 
 AT = "2026-11-20T09:15:02.123Z"
@@ -418,3 +419,11 @@ def jsonish_events(draw):
 @given(st.one_of(jsonish_events(), _json))
 def test_fuzz_jsonish_documents(doc):
     _outcome(json.dumps(doc, allow_nan=True).encode())
+
+
+def test_subscriptions_and_forecasts_route_to_their_topics_and_keys():
+    v = EventValidator()
+    sub = v.validate(raw("subscription.cancelled"), "subscriptions")
+    fc = v.validate(raw("forecast.submitted"), "forecasts")
+    assert (TOPIC_OF_TYPE[sub.type], event_key(sub)) == ("subscriptions", "A-1")
+    assert (TOPIC_OF_TYPE[fc.type], event_key(fc)) == ("forecasts", "hana")
