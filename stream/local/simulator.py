@@ -22,7 +22,10 @@ after some touches, ~5 % get qualified (-> ``deal.created`` with a product price
 disqualified. Deals move through the configured open stages (sometimes skipping one) and close won
 (~30 %) or lost after a cycle of days (median a week). With the example roster the natural floor wins
 about the reps' monthly quotas. ~1 % of events are delivered up to 60 s late, so arrival order is only
-*mostly* occurred_at order.
+*mostly* occurred_at order. Customers and forecasts (``stream.local.customers_sim``, on random streams of
+their own): a book of accounts started in the first hour, subscriptions started or grown by won deals,
+expansions, contractions and ~3 % monthly churn; each rep's forecast on the 1st, revised every Monday,
+two reps optimistic.
 
 How ``rate``, ``speedup`` and the floor's intensity combine
 ------------------------------------------------------------

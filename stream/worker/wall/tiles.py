@@ -115,7 +115,7 @@ HEADLINES: tuple[Tile, ...] = (
     Tile("velocity", "Pipeline velocity", "pipeline_velocity_per_day", "month", "money", note="per day, this month"),
     Tile("open-pipeline", "Open pipeline", "open_pipeline_value", None, "money", note="open deals, now"),
     Tile("quota-pace", "Quota pace this month", "quota_pace", "month", "percent", PACE,
-         note="100% = on pace; red behind 70%"),
+         note="100% = on pace"),
 )
 # Won today against the daily target (the roster's monthly quotas / the month's business days).
 WON_TODAY = Tile("won-today", "Won today vs target", "won_revenue", "today", "money")
