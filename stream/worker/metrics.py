@@ -285,7 +285,8 @@ class PipelineCollector:
         )
         over_cap.add_metric(["rep"], ctx.engine.caps["reps"].over_cap)
         over_cap.add_metric(["team"], ctx.engine.caps["teams"].over_cap)
-        over_cap.add_metric(["product"], ctx.engine.caps["products"].over_cap)
+        if "products" in ctx.engine.caps:
+            over_cap.add_metric(["product"], ctx.engine.caps["products"].over_cap)
         yield over_cap
         rocksdb = GaugeMetricFamily(
             "kpi_rocksdb_memory_bytes",
