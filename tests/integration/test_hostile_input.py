@@ -55,7 +55,7 @@ pytestmark = pytest.mark.integration
 
 RSS_LIMIT_BYTES = 1024**3
 WINDOWS = ("all", "1h", "24h", "today", "month")
-DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages")
+DOCUMENT_KEYS = ("as_of", "window", "overall", "teams", "reps", "stages", "products")
 # What a worker's log must never show: Faust logs "Crashed reason=..." for an agent that raised and
 # "Restarting ..." when its supervisor starts it again; any traceback means an unhandled error.
 CRASH_SIGNS = re.compile(r"Traceback|[Cc]rash|[Rr]estart|internal_error")
