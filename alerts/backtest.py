@@ -28,7 +28,7 @@ from alerts.runtime import AlertRuntime, engine_partition_clock, engine_topic_cl
 from alerts.sinks.base import new_stats
 from alerts.state import MemoryAlertStore
 from stream.events import EventValidator, InvalidEvent, epoch_ms
-from stream.kpi.engine import GROUP_OF_TOPIC, KpiEngine, engine_config
+from stream.kpi.engine import GROUP_OF_TOPIC, TOPICS_OF_GROUP, KpiEngine, engine_config
 from stream.kpi.snapshot import build_snapshot, merge_partials
 from stream.local.replay import BadLine, route
 
@@ -80,7 +80,7 @@ async def run_backtest(rules: RuleSet, lines: Iterable[bytes], settings: Any, ro
     engine = KpiEngine(engine_config(settings, event_clock=True))  # the worker's engine, on the log's clock
     validator = EventValidator(currency=settings.kpi_currency, stages=settings.kpi_stages,
                                max_bytes=settings.kpi_max_event_bytes)
-    tables: dict[str, dict[str, bytes]] = {"leads": {}, "deals": {}, "spend": {}}
+    tables: dict[str, dict[str, bytes]] = {group: {} for group in TOPICS_OF_GROUP}
     partitioner = DefaultPartitioner()
     partitions = list(range(settings.kpi_partitions))
     recorder = RecordingDispatcher()
@@ -99,7 +99,8 @@ async def run_backtest(rules: RuleSet, lines: Iterable[bytes], settings: Any, ro
     async def snapshot(window: str) -> dict[str, Any]:
         now = clock["now"]
         merged = merge_partials(engine.partials(window, now).values())
-        return build_snapshot(merged, window=window, now_ms=now, roster=roster, stages=settings.kpi_stages)
+        return build_snapshot(merged, window=window, now_ms=now, roster=roster, stages=settings.kpi_stages,
+                              timezone=settings.kpi_timezone)
 
     for raw in lines:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 from alerts.calendar import Calendar
 from alerts.model import FIRING, PENDING, AlertInstance, Transition, escalate, fire, new_instance, observe, resolve
 from alerts.rules import SECTION_OF_KIND, KpiRule, LeadSlaRule, NoActivityRule, RuleSet, Scope
+from stream.kpi.windows import DayCalendar
 
 UNASSIGNED = "unassigned"
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -63,6 +64,29 @@ def breach(rule: KpiRule, values: Mapping[str, Any]) -> tuple[bool, float | None
     return OPS[rule.op](float(value), rule.threshold), float(value)
 
 
+def in_period(rule: KpiRule, now: int, timezone: str = "UTC") -> bool:
+    """Whether the rule's window has run far enough (``after``) and is in its last part (``in_last``)."""
+    if rule.after is None and rule.in_last is None:
+        return True
+    start, end = _calendar(timezone).period_bounds(rule.window, now)
+    if rule.after is not None:
+        kind, amount = rule.after
+        elapsed = now - start
+        if elapsed < (amount * (end - start) if kind == "share" else amount * 1000):
+            return False
+    return rule.in_last is None or end - now <= rule.in_last * 1000
+
+
+_CALENDARS: dict[str, DayCalendar] = {}
+
+
+def _calendar(timezone: str) -> DayCalendar:
+    cal = _CALENDARS.get(timezone)
+    if cal is None:
+        cal = _CALENDARS[timezone] = DayCalendar(timezone)
+    return cal
+
+
 def evaluate_kpi_rule(
     rule: KpiRule,
     rules: RuleSet,
@@ -77,12 +101,14 @@ def evaluate_kpi_rule(
     seen: set[str] = set()
     severity = rules.severity(rule)
     repeat = rules.repeat_interval(rule)
+    judged = in_period(rule, now, getattr(rules, "timezone", "UTC"))
     for scope, values in kpi_scopes(rule, doc, roster):
         inst = _instance(instances, rule.name, "kpi", scope, severity)
         seen.add(inst.fingerprint)
         team = scope.get("team") or (roster.team_of(scope["rep"]) if "rep" in scope else None)
         calendar = rules.calendar(rule, _team_calendar(roster, team))
         breached, value = breach(rule, values)
+        breached = breached and judged
         info = {"threshold": rule.threshold, "op": rule.op, "kpi": rule.kpi, "window": rule.window, "team": team}
         out.extend(_observe(inst, breached, value, now, calendar, rule.for_, repeat, muted, info))
     for fp, inst in instances.items():

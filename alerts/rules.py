@@ -158,6 +158,22 @@ def _known_kpi(value: str) -> str:
     return value
 
 
+def _period_point(value: Any) -> tuple[str, float]:
+    """``after:`` as ("share", 0.25) for "25%", or ("elapsed", seconds) for a duration such as "7d"."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        share = float(value.strip()[:-1]) / 100
+        if not 0 <= share <= 1:
+            raise ValueError(f"{value!r}: a share of the period is 0%..100%")
+        return ("share", share)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return (str(value[0]), float(value[1]))
+    return ("elapsed", parse_duration(value))
+
+
+PeriodPoint = Annotated[tuple[str, float], BeforeValidator(_period_point)]
+CALENDAR_PERIODS = ("today", "week", "month", "quarter")  # windows that are a calendar period
+
+
 class KpiRule(_Rule):
     type: Literal["kpi"]
     kpi: str
@@ -168,6 +184,11 @@ class KpiRule(_Rule):
     for_: Annotated[Duration, Field(alias="for")] = 0.0
     min_sample: MinSample | None = None
     notify: Notify = "team"
+    # Early warning (docs/alerts.md "Pace and period rules"): judge only once the window's calendar period
+    # has run this far (`after: 25%`, `after: 7d`), and/or only in its last part (`in_last: 7d`). Outside,
+    # the rule is not breached (a firing alert resolves when the next period starts).
+    after: PeriodPoint | None = None
+    in_last: Duration | None = None
 
     @field_validator("kpi")
     @classmethod
@@ -185,6 +206,8 @@ class KpiRule(_Rule):
     def _stage_scope(self) -> KpiRule:
         if BY_KEY[self.kpi].timing == MONTH and self.window != "month":
             raise ValueError(f"{self.kpi} is month to date: use window: month")
+        if (self.after is not None or self.in_last is not None) and self.window not in CALENDAR_PERIODS:
+            raise ValueError(f"`after` and `in_last` need a calendar-period window ({', '.join(CALENDAR_PERIODS)})")
         if self.scope.kind == "stage" and self.kpi not in STAGE_KPIS:
             raise ValueError(f"per-stage rules take one of {', '.join(STAGE_KPIS)}")
         if self.scope.kind != "stage" and "stages" in BY_KEY[self.kpi].sections \
@@ -250,9 +273,10 @@ class RulesDoc(_Model):
 class RuleSet:
     """A validated rules file, ready to evaluate: calendars built, defaults applied."""
 
-    def __init__(self, doc: RulesDoc, source: str = "rules") -> None:
+    def __init__(self, doc: RulesDoc, source: str = "rules", timezone: str = "UTC") -> None:
         self.doc = doc
         self.source = source
+        self.timezone = timezone  # KPI_TIMEZONE: where a rule's calendar period (`after`, `in_last`) starts
         self.calendars: dict[str, BusinessCalendar] = {n: c.build(n) for n, c in doc.calendars.items()}
         self.rules = [r for r in doc.rules if r.enabled]
         self.by_name = {r.name: r for r in doc.rules}
@@ -425,7 +449,7 @@ def parse_rules(text: str, source: str = "rules", settings: Any | None = None, e
             problems.append(f"{source}:{line or '?'}: {field}: {msg}")
         raise RulesError("\n".join(problems)) from None
     _cross_check(doc, located, source)
-    return RuleSet(doc, source)
+    return RuleSet(doc, source, timezone=env.get("KPI_TIMEZONE") or "UTC")
 
 
 def _cross_check(doc: RulesDoc, located: _Located, source: str) -> None:

@@ -49,7 +49,7 @@ def snapshot_costs(engine) -> dict[str, float]:
             t0 = time.perf_counter()
             partials = engine.partials(window, now)
             build_snapshot(merge_partials(partials.values()), window=window, now_ms=now, roster=roster,
-                           stages=settings.kpi_stages)
+                           stages=settings.kpi_stages, timezone=settings.kpi_timezone)
             best = min(best, time.perf_counter() - t0)
         out[window] = best
     return out

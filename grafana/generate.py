@@ -18,7 +18,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grafana import drilldown, ops, revenue, wall  # noqa: E402
+from grafana import customers, drilldown, ops, revenue, wall  # noqa: E402
 from grafana.common import SLA_SECONDS_DEFAULT, to_dict  # noqa: E402
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -31,6 +31,7 @@ def build_all(sla_seconds: float = SLA_SECONDS_DEFAULT, currency: str = "USD") -
         "drilldown.json": to_dict(drilldown.build(currency=currency)),
         "ops.json": to_dict(ops.build()),
         "revenue.json": to_dict(revenue.build(currency=currency)),
+        "customers.json": to_dict(customers.build(currency=currency)),
     }
 
 

@@ -20,6 +20,7 @@ from grafana.common import (
     BLUE, GREEN, ORANGE, RED, SLA_SECONDS_DEFAULT, Pos, bargauge_panel, fixed, gauge_panel, kpi, new_dashboard,
     now, overall, series, stat_panel, thresholds, timeseries_panel, trend,
 )
+from stream.kpi.catalogue import BY_KEY, MONTH, NOW
 from stream.worker.wall import tiles as wall_tiles
 
 UID = "kpi-wall"
@@ -31,7 +32,8 @@ STALE_S = wall_tiles.STALE_S
 POSITIONS = {
     "waiting": Pos(0, 0, 4, 8), "oldest-wait": Pos(4, 0, 4, 8), "response-p50": Pos(8, 0, 4, 8),
     "response-p90": Pos(12, 0, 4, 8), "within-sla": Pos(16, 0, 4, 8),
-    "win-rate": Pos(10, 8, 4, 8), "velocity": Pos(14, 8, 5, 8), "open-pipeline": Pos(19, 8, 5, 8),
+    "win-rate": Pos(10, 8, 3, 8), "velocity": Pos(13, 8, 4, 8), "open-pipeline": Pos(17, 8, 4, 8),
+    "quota-pace": Pos(21, 8, 3, 8),
 }
 BACKGROUND = {"oldest-wait", "within-sla"}  # tiles coloured as a whole, not just their number
 
@@ -65,7 +67,9 @@ class Headline:
         return self.tile.window
 
     def expr(self) -> str:
-        return overall(self.metric, window=self.window) if self.window else overall(self.metric)
+        # *now* and month-only KPIs are exported without a window label (stream.kpi.catalogue.Kpi.labels)
+        windowed = self.window and BY_KEY[self.key].timing not in (NOW, MONTH)
+        return overall(self.metric, window=self.window) if windowed else overall(self.metric)
 
 
 def headlines(currency: str = "USD") -> tuple[Headline, ...]:

@@ -160,7 +160,8 @@ class Settings(BaseModel):
         return ZoneInfo(self.kpi_timezone)
 
     def topic(self, suffix: str) -> str:
-        """Full topic name for ``leads``, ``calls``, ``deals``, ``deadletter`` or ``spend``."""
+        """Full topic name for ``leads``, ``calls``, ``deals``, ``spend``, ``subscriptions``, ``forecasts`` or
+        ``deadletter``."""
         return f"{self.kpi_topic_prefix}{suffix}"
 
     @property

@@ -31,6 +31,7 @@ REASONS = (
     "unknown_stage",
     "unknown_kind",
     "invalid_term",
+    "invalid_period",
     "wrong_topic",
     "too_late",
     "entity_full",
@@ -147,6 +148,28 @@ class SpendRecorded(Event, tag="spend.recorded"):
     amount: Money
     campaign: Channel | None = None
     category: Literal["marketing", "sales"] | None = None  # absent: marketing
+class SubscriptionStarted(Event, tag="subscription.started"):
+    account_id: Id
+    mrr: Money
+    product: Text | None = None
+    currency: str | None = None
+
+
+class SubscriptionChanged(Event, tag="subscription.changed"):
+    account_id: Id
+    mrr: Money
+    currency: str | None = None
+
+
+class SubscriptionCancelled(Event, tag="subscription.cancelled"):
+    account_id: Id
+    reason: Text | None = None
+
+
+class ForecastSubmitted(Event, tag="forecast.submitted"):
+    rep_id: RepId
+    period: str  # YYYY-MM, checked after decoding (invalid_period)
+    amount: Money
     currency: str | None = None
 
 
@@ -164,6 +187,10 @@ AnyEvent = Union[
     DealLost,
     LeadMarketingQualified,
     SpendRecorded,
+    SubscriptionStarted,
+    SubscriptionChanged,
+    SubscriptionCancelled,
+    ForecastSubmitted,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined,misc]
@@ -174,6 +201,8 @@ TOPIC_OF_TYPE: dict[str, str] = {
     "call.logged": "calls",
     **{t: "deals" for t in EVENT_TYPES if t.startswith("deal.")},
     "spend.recorded": "spend",
+    **{t: "subscriptions" for t in EVENT_TYPES if t.startswith("subscription.")},
+    "forecast.submitted": "forecasts",
 }
 
 # Lifecycle rank used to order events with equal occurred_at (docs/events.md).
@@ -191,12 +220,16 @@ LIFECYCLE_RANK: dict[str, int] = {
     "deal.won": 2,
     "deal.lost": 2,
     "spend.recorded": 0,
+    "subscription.started": 0,
+    "subscription.changed": 1,
+    "subscription.cancelled": 2,
+    "forecast.submitted": 0,
 }
 
 
 def event_key(event: Event) -> str:
-    """The Kafka message key of an event: lead_id (leads, calls with a lead), call_id, deal_id, or the
-    spend's channel."""
+    """The Kafka message key of an event: lead_id (leads, calls with a lead), call_id, deal_id, the
+    spend's channel, account_id (subscriptions) or rep_id (forecasts)."""
     if isinstance(event, SpendRecorded):
         return event.channel
     lead_id = getattr(event, "lead_id", None)
@@ -204,6 +237,10 @@ def event_key(event: Event) -> str:
         return lead_id or event.call_id
     if isinstance(event, (DealCreated, DealStageChanged, DealWon, DealLost)):
         return event.deal_id
+    if isinstance(event, (SubscriptionStarted, SubscriptionChanged, SubscriptionCancelled)):
+        return event.account_id
+    if isinstance(event, ForecastSubmitted):
+        return event.rep_id
     return lead_id  # type: ignore[return-value]
 
 
@@ -272,6 +309,8 @@ def _classify(exc: msgspec.ValidationError) -> InvalidEvent:
         return InvalidEvent("not_object", f"the message must be a JSON object ({msg})")
     if path == "type":
         return InvalidEvent("unknown_type", f"unknown event type ({msg}); known: {', '.join(EVENT_TYPES)}")
+    if path == "period":
+        return InvalidEvent("invalid_period", f"`period` must be a calendar month \"YYYY-MM\" ({msg})")
     if path == "occurred_at":
         return InvalidEvent("bad_timestamp", f"`occurred_at` must be RFC 3339 with an offset ({msg})")
     if path == "kind":
@@ -346,19 +385,21 @@ class EventValidator:
                 raise InvalidEvent(
                     "future", f"`occurred_at` is {ahead_ms / 1000:.0f} s ahead of the wall clock (limit {self.future_tolerance_ms // 1000} s)"
                 )
-        amount = getattr(event, "amount", None)
-        if amount is not None:
+        for name in _MONEY_FIELDS:
+            amount = getattr(event, name, None)
+            if amount is None:
+                continue
             if (
                 not amount.is_finite()
                 or amount.adjusted() > _MAX_AMOUNT_ADJUSTED_EXPONENT
                 or amount.as_tuple().exponent < _MIN_AMOUNT_EXPONENT  # type: ignore[operator]
             ):
                 raise InvalidEvent(
-                    "invalid_amount", f"`amount` must be a finite number below 10^16 with at most 20 decimals, got {amount}"
+                    "invalid_amount", f"`{name}` must be a finite number below 10^16 with at most 20 decimals, got {amount}"
                 )
             if amount < 0:
-                raise InvalidEvent("negative_amount", f"`amount` must be >= 0, got {amount}")
-            self._check_amount_text(raw)
+                raise InvalidEvent("negative_amount", f"`{name}` must be >= 0, got {amount}")
+            self._check_amount_text(raw, name)
         currency = getattr(event, "currency", None)
         if currency is not None and currency != self.currency:
             raise InvalidEvent("wrong_currency", f"`currency` is {currency!r}; the reporting currency is {self.currency}")
@@ -371,6 +412,8 @@ class EventValidator:
         term = getattr(event, "term_months", None)
         if term is not None and not 1 <= term <= 120:
             raise InvalidEvent("invalid_term", f"`term_months` must be a whole number of months from 1 to 120, got {term}")
+        if isinstance(event, ForecastSubmitted) and not _PERIOD.fullmatch(event.period):
+            raise InvalidEvent("invalid_period", f"`period` must be a calendar month YYYY-MM (1990..2199), got {event.period!r}")
         if isinstance(event, CallLogged) and not math.isfinite(event.duration_s):
             raise InvalidEvent("invalid_field", "`duration_s` must be finite")
         if topic_suffix is not None and TOPIC_OF_TYPE[event.type] != topic_suffix:
@@ -378,20 +421,26 @@ class EventValidator:
                 "wrong_topic", f"`{event.type}` belongs on the {TOPIC_OF_TYPE[event.type]} topic, not {topic_suffix}"
             )
 
-    def _check_amount_text(self, raw: bytes) -> None:
+    def _check_amount_text(self, raw: bytes, name: str = "amount") -> None:
         # The decoded Decimal no longer shows how the amount was written, so read the field once more as
         # raw JSON: a second msgspec pass over a message of at most 64 KiB, only for events with an amount.
-        sent = bytes(self._amount_decoder.decode(raw).amount)
+        sent = bytes(getattr(self._amount_decoder.decode(raw), name))
         if sent.startswith(b'"'):
             text = msgspec.json.decode(sent, type=str)
             if not _DECIMAL_TEXT.fullmatch(text):
-                raise InvalidEvent("invalid_field", f"`amount` {text!r} is not a plain decimal string like \"1200.50\"")
+                raise InvalidEvent("invalid_field", f"`{name}` {text!r} is not a plain decimal string like \"1200.50\"")
 
 
 class _AmountAsSent(msgspec.Struct):
-    """The `amount` field of a message as its raw JSON text (a number, or a string with its quotes)."""
+    """The money fields of a message as their raw JSON text (a number, or a string with its quotes)."""
 
     amount: msgspec.Raw = msgspec.Raw(b"null")
+    mrr: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_MONEY_FIELDS = ("amount", "mrr")
+# A forecast's period: a calendar month, in the years events may have.
+_PERIOD = re.compile(r"(?:199\d|2[01]\d\d)-(?:0[1-9]|1[0-2])", re.ASCII)
 
 
 _encoder = msgspec.json.Encoder(decimal_format="number")

@@ -28,7 +28,6 @@ SHARED_DIR = Path(os.environ.get("KPI_SHARED_DIR", REPO_ROOT.parent / "shared"))
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 4
 # Partitions a deployment's workers share in all: every table group (leads, deals, spend) has PARTITIONS.
-GROUP_PARTITIONS = 3 * PARTITIONS
 
 
 def _request(url: str, token: str | None) -> urllib.request.Request:

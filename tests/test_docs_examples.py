@@ -63,7 +63,8 @@ def test_examples_name_the_right_topics_and_keys():
         assert current is not None, f"{doc['type']}: no topic line above the example"
         topic, key = current
         assert topic == TOPIC_OF_TYPE[doc["type"]], doc["type"]
-        expected_key = doc.get("deal_id") or doc.get("lead_id") or doc.get("call_id") or doc.get("channel")
+        expected_key = (doc.get("deal_id") or doc.get("lead_id") or doc.get("call_id") or doc.get("channel")
+                        or doc.get("account_id") or doc.get("rep_id"))
         assert key == expected_key, doc["type"]
 
 

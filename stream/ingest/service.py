@@ -20,7 +20,7 @@ from stream.ingest.producer import IngestProducer, new_aiokafka_producer
 from stream.kafka_security import aiokafka_security
 
 log = logging.getLogger("kpi_monitor.ingest")
-TOPIC_SUFFIXES = ("leads", "calls", "deals", "spend")
+TOPIC_SUFFIXES = ("leads", "calls", "deals", "spend", "subscriptions", "forecasts")
 
 
 def check_exposure(settings: Settings) -> None:

@@ -55,6 +55,29 @@ PARTS: dict[str, Part] = {p.name: p for p in (
     Part("marketing_spend", MONEY, "amounts of the spend.recorded of category marketing"),
     Part("sales_spend", MONEY, "amounts of the spend.recorded of category sales"),
     Part("spend_records", COUNT, "spend.recorded events (a channel or campaign with spend only is listed)"),
+    # Customers (stream.kpi.accounts): an account's active periods, its MRR movements, its current MRR.
+    Part("customers_new", COUNT, "active periods starting in the bucket"),
+    Part("mrr_new", MONEY, "their MRR at the start"),
+    Part("mrr_changes", COUNT, "changes of an active account's MRR in the bucket"),
+    Part("mrr_expansion", MONEY, "their increases"),
+    Part("mrr_contraction", MONEY, "their decreases, as positive amounts"),
+    Part("customers_churned", COUNT, "active periods ending in the bucket"),
+    Part("mrr_churned", MONEY, "their MRR at the end"),
+    Part("customers_active", COUNT, "active accounts", windowed=False),
+    Part("mrr", MONEY, "their current MRR", windowed=False),
+    # Forecasts (stream.kpi.accounts): a rep's latest forecast for a month, counted at that month's start.
+    Part("forecasts", COUNT, "reps' forecasts for the month starting in the bucket"),
+    Part("forecast_amount", MONEY, "their amounts (each rep's latest submission for the month)"),
+    # Derived when a window is read (stream.kpi.accounts.derive), from the buckets of a fixed calendar
+    # range; never contributed. Sums, not counts, so they never list a label by themselves.
+    Part("customers_at_start", SUM, "accounts active at the window's start: active − started since + ended since",
+         windowed=False, derived=True),
+    Part("churned_prev_month", SUM, "active periods ending in the previous calendar month", windowed=False, derived=True),
+    Part("at_start_prev_month", SUM, "accounts active at the start of the previous calendar month",
+         windowed=False, derived=True),
+    Part("won_prev_month", MONEY, "won revenue of the previous calendar month", windowed=False, derived=True),
+    Part("forecast_prev_month", MONEY, "forecasts for the previous calendar month", windowed=False, derived=True),
+    Part("forecasts_prev_month", SUM, "how many reps had one", windowed=False, derived=True),
 )}
 
 
@@ -83,20 +106,23 @@ class Section:
 
 
 SCOPE_PARTS = tuple(name for name in PARTS if name not in ("stage_entries", "spend_records"))
-# What a deal, a lead and a spend contribute per product, source and campaign.
+# What a deal, a lead, a spend and an account contribute per product, source and campaign.
 DEAL_PARTS = ("deals_won", "won_revenue", "cycle_ms", "deals_lost", "open_deals", "open_value", "won_revenue_new",
               "won_revenue_expansion", "won_revenue_renewal", "new_customers_won", "acv_sum", "acv_deals")
 MARKETING_PARTS = (*DEAL_PARTS, "leads_created", "leads_qualified", "mqls", "marketing_spend", "sales_spend",
                    "spend_records")
+CUSTOMER_PARTS = ("customers_new", "mrr_new", "mrr_changes", "mrr_expansion", "mrr_contraction", "customers_churned",
+                  "mrr_churned", "customers_active", "mrr", "customers_at_start", "churned_prev_month",
+                  "at_start_prev_month")
 DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     Dimension("scope", SCOPE_PARTS,
               "the crediting rep and the team on the crediting event (the roster's team is resolved when read); "
               "labels past KPI_MAX_REPS / KPI_MAX_TEAMS count as `_over_cap`"),
     Dimension("stages", ("stage_entries", "open_deals", "open_value", "deals_won", "deals_lost"),
               "the deal's stage (the configured stages; a closed deal: its stage just before the outcome)"),
-    Dimension("products", DEAL_PARTS,
-              "the deal's product (`unspecified` without one); labels past KPI_MAX_PRODUCTS count as `_over_cap`",
-              cap="products"),
+    Dimension("products", (*DEAL_PARTS, *CUSTOMER_PARTS),
+              "the deal's product; the account's (its latest `subscription.started` carrying one); `unspecified` "
+              "without one; labels past KPI_MAX_PRODUCTS count as `_over_cap`", cap="products"),
     Dimension("sources", MARKETING_PARTS,
               "the channel: the deal's and the lead's `source`, the spend's `channel` (`unspecified` without one); "
               "labels past KPI_MAX_SOURCES count as `_over_cap`", cap="sources"),
@@ -117,7 +143,7 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("teams", "scope", "per team: the team on the crediting event, else the roster's, else `unassigned`"),
     Section("reps", "scope", "per crediting rep"),
     Section("stages", "stages", "per configured stage, every stage listed"),
-    Section("products", "products", "per deal product; `unspecified` for deals without one"),
+    Section("products", "products", "per product: the deal's, the account's; `unspecified` for an entity without one"),
     Section("sources", "sources", "per channel: the lead's or deal's `source`, the spend's `channel`; `unspecified` "
             "for leads and deals without one"),
     Section("campaigns", "campaigns", "per campaign; leads, deals and spend without one count in no campaign"),
@@ -150,10 +176,12 @@ class Inputs:
     """What a formula reads for one label of a section: its merged parts, the window's ``now``, and (for
     per-stage conversion) the next label's parts. ``values`` collects the label's KPIs."""
 
-    __slots__ = ("row", "layout", "now_ms", "values", "next_row")
+    __slots__ = ("row", "layout", "now_ms", "values", "next_row", "month_fraction")
 
-    def __init__(self, row: Row, layout: Layout, now_ms: int, next_row: Row | None = None) -> None:
+    def __init__(self, row: Row, layout: Layout, now_ms: int, next_row: Row | None = None,
+                 month_fraction: tuple[int, int] | None = None) -> None:
         self.row, self.layout, self.now_ms, self.next_row = row, layout, now_ms, next_row
+        self.month_fraction = month_fraction  # f = elapsed ÷ length of now's month, as (elapsed ms, length ms)
         self.values: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:  # a part by name: x.leads_created
@@ -251,6 +279,28 @@ def _roi(x: Inputs) -> float | None:
 
 
 O_T_R = SCOPE_SECTIONS
+O_T_R_P = (*SCOPE_SECTIONS, "products")
+
+
+def _mrr_per_customer(x: Inputs) -> Decimal | None:
+    return x.mrr / x.customers_active if x.customers_active else None
+
+
+def _clv(x: Inputs) -> float | None:
+    # (mrr / customers_active) / c, c the churn rate of the previous full calendar month: exact counts,
+    # derived from the day buckets of that month (stream.kpi.accounts).
+    per_customer = _mrr_per_customer(x)
+    if per_customer is None or not x.churned_prev_month or not x.at_start_prev_month:
+        return None
+    return money(per_customer * x.at_start_prev_month / x.churned_prev_month)
+
+
+def _projected(x: Inputs) -> float | None:
+    # won ÷ f with f = elapsed ÷ length of the month: exact decimals, so every section agrees to the cent.
+    if not x.month_fraction or not x.month_fraction[0]:
+        return None
+    elapsed, length = x.month_fraction
+    return money(Decimal(x.won_revenue) * length / elapsed)
 
 
 def _m(name: str, help: str) -> dict[str, Metric]:
@@ -425,6 +475,79 @@ KPIS: tuple[Kpi, ...] = (
         "(`won_revenue` − `marketing_spend`) ÷ `marketing_spend`; null without marketing spend", _roi,
         _also(_m("kpi_marketing_roi", "(Won revenue - marketing spend) / marketing spend in the window (marketing_roi)."),
               *S_C)),
+    # --- customers (subscriptions) and forecasts: docs/kpis.md "Customers" and "Forecasts" ---
+    Kpi("mrr", "money", NOW, O_T_R_P, "the account's owner", "sum of the MRR of the active accounts",
+        lambda x: money(x.mrr),
+        _also(_m("kpi_mrr", "Monthly recurring revenue of the active accounts, now (mrr)."), "products")),
+    Kpi("arr", "money", NOW, O_T_R_P, "the account's owner", "12 × `mrr`",
+        lambda x: money(12 * x.mrr),
+        _also(_m("kpi_arr", "Annual recurring revenue: 12 x MRR of the active accounts, now (arr)."), "products")),
+    Kpi("customers_active", "count", NOW, O_T_R_P, "the account's owner", "active accounts",
+        lambda x: x.customers_active,
+        _also(_m("kpi_customers_active", "Active accounts, now (customers_active)."), "products")),
+    Kpi("customers_new", "count", WINDOW, O_T_R_P, "the account's owner", "active periods that start in W",
+        lambda x: x.customers_new,
+        _also(_m("kpi_customers_new", "Active periods starting in the window (customers_new)."), "products")),
+    Kpi("customers_churned", "count", WINDOW, O_T_R_P, "the account's owner",
+        "active periods that end in W (cancellations of active accounts)",
+        lambda x: x.customers_churned,
+        _also(_m("kpi_customers_churned", "Active periods ending in the window (customers_churned)."), "products")),
+    Kpi("customers_at_window_start", "count", WINDOW, O_T_R_P, "the account's owner",
+        "accounts with an active period that began before the start of W and had not ended before it (0 for `all`)",
+        lambda x: x.customers_at_start,
+        _also(_m("kpi_customers_at_window_start", "Accounts active at the start of the window (customers_at_window_start)."), "products")),
+    Kpi("churn_rate", "ratio", WINDOW, O_T_R_P, "as its parts", "`customers_churned` ÷ `customers_at_window_start`",
+        lambda x: ratio(x.customers_churned, x.customers_at_start),
+        _also(_m("kpi_churn_ratio", "Customers churned / customers at the window's start (churn_rate)."), "products")),
+    Kpi("customer_retention_rate", "ratio", WINDOW, O_T_R_P, "as its parts",
+        "(`customers_active` − `customers_new`) ÷ `customers_at_window_start`",
+        lambda x: ratio(x.customers_active - x.customers_new, x.customers_at_start),
+        _also(_m("kpi_customer_retention_ratio",
+             "(Customers active now - new in the window) / customers at the window's start (customer_retention_rate)."), "products")),
+    Kpi("mrr_new", "money", WINDOW, O_T_R_P, "the account's owner", "MRR of the active periods starting in W",
+        lambda x: money(x.mrr_new),
+        _also(_m("kpi_mrr_new", "MRR of the active periods starting in the window (mrr_new)."), "products")),
+    Kpi("mrr_expansion", "money", WINDOW, O_T_R_P, "the account's owner",
+        "sum of the increases of active accounts' MRR by events in W",
+        lambda x: money(x.mrr_expansion),
+        _also(_m("kpi_mrr_expansion", "Increases of active accounts' MRR in the window (mrr_expansion)."), "products")),
+    Kpi("mrr_contraction", "money", WINDOW, O_T_R_P, "the account's owner",
+        "sum of the decreases of active accounts' MRR by events in W, as a positive amount",
+        lambda x: money(x.mrr_contraction),
+        _also(_m("kpi_mrr_contraction", "Decreases of active accounts' MRR in the window, positive (mrr_contraction)."), "products")),
+    Kpi("mrr_churned", "money", WINDOW, O_T_R_P, "the account's owner",
+        "MRR of the accounts whose active period ends in W, at its end",
+        lambda x: money(x.mrr_churned),
+        _also(_m("kpi_mrr_churned", "MRR of the active periods ending in the window, at their end (mrr_churned)."), "products")),
+    Kpi("customer_lifetime_value", "money", NOW, O_T_R_P, "as its parts",
+        "(`mrr` ÷ `customers_active`) ÷ c, c the `churn_rate` of the previous full calendar month; null when a "
+        "part is null or c is 0", _clv,
+        _also(_m("kpi_customer_lifetime_value",
+             "MRR per active account / churn rate of the previous calendar month, now (customer_lifetime_value)."), "products")),
+    Kpi("forecast_amount", "money", MONTH, O_T_R, "the forecast's rep",
+        "rep: their forecast for the current month (latest `forecast.submitted` for it); team and overall: sum "
+        "over their reps with one",
+        lambda x: money(x.forecast_amount) if x.forecasts else None,
+        _m("kpi_forecast_amount", "Month to date: the forecasts for the current month (forecast_amount).")),
+    Kpi("forecast_attainment", "ratio", MONTH, O_T_R, "as its parts",
+        "rep: `won_revenue` (month) ÷ `forecast_amount`; team and overall: the won revenue of the reps with a "
+        "forecast ÷ the sum of their forecasts", None,
+        _m("kpi_forecast_attainment_ratio",
+           "Month to date: won revenue of the reps with a forecast / their forecasts (forecast_attainment).")),
+    Kpi("forecast_accuracy", "ratio", MONTH, O_T_R, "as its parts",
+        "for the previous calendar month: 1 − |won − forecast| ÷ forecast, won being that month's won revenue; "
+        "team and overall over the reps with a forecast for it, with sums", None,
+        _m("kpi_forecast_accuracy_ratio",
+           "Previous calendar month: 1 - |won - forecast| / forecast over the reps with a forecast (forecast_accuracy).")),
+    Kpi("quota_pace", "ratio", MONTH, O_T_R, "as its parts",
+        "rep: `won_revenue` (month) ÷ (monthly quota × f), f = (now − month start) ÷ (month end − month start); "
+        "team and overall: sums over the roster's reps with a quota", None,
+        _m("kpi_quota_pace_ratio",
+           "Month to date: won revenue / (monthly quota x share of the month elapsed); 1 = on pace (quota_pace).")),
+    Kpi("projected_won_revenue", "money", MONTH, O_T_R, "as its parts", "`won_revenue` (month) ÷ f",
+        _projected,
+        _m("kpi_projected_won_revenue",
+           "Month to date: won revenue / share of the month elapsed (projected_won_revenue).")),
 )
 BY_KEY: dict[str, Kpi] = {k.key: k for k in KPIS}
 

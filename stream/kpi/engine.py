@@ -16,7 +16,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-from stream.events import TOPIC_OF_TYPE, CallLogged, Event, InvalidEvent
+from stream.events import TOPIC_OF_TYPE, CallLogged, Event, ForecastSubmitted, InvalidEvent
+from stream.kpi.accounts import (
+    ACCOUNT_PREFIX,
+    FORECAST_PREFIX,
+    account_contributions,
+    customer_retirable,
+    forecast_contributions,
+    forecast_key,
+)
 from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS
 from stream.kpi.facts import (
     AWAITING,
@@ -35,8 +43,11 @@ from stream.kpi.windows import DayCalendar, minute_of
 
 log = logging.getLogger(__name__)
 
-GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals", "spend": "spend"}
-TOPICS_OF_GROUP = {"leads": ("leads", "calls"), "deals": ("deals",), "spend": ("spend",)}
+GROUP_OF_TOPIC = {"leads": "leads", "calls": "leads", "deals": "deals", "spend": "spend", "subscriptions": "customers",
+                  "forecasts": "customers"}
+TOPICS_OF_GROUP = {"leads": ("leads", "calls"), "deals": ("deals",), "spend": ("spend",),
+                   "customers": ("subscriptions", "forecasts")}
+SPEND_PREFIX = "M:"  # a spend.recorded: money spent (S: is an account, stream.kpi.accounts)
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Entity).decode
 ARCHIVE_PREFIX = "A:"  # the per-partition record of retired entities' contributions
@@ -99,23 +110,34 @@ def entity_key(event: Event) -> str:
     if topic == "deals":
         return "D:" + event.deal_id  # type: ignore[attr-defined]
     if topic == "spend":
-        return "S:" + event.event_id  # each spend is its own entity: nothing else ever refers to it
+        return SPEND_PREFIX + event.event_id  # each spend is its own entity: nothing else ever refers to it
+    if topic == "subscriptions":
+        return ACCOUNT_PREFIX + event.account_id  # type: ignore[attr-defined]
+    if isinstance(event, ForecastSubmitted):
+        return forecast_key(event.period, event.rep_id)
     return "L:" + event.lead_id  # type: ignore[attr-defined]
 
 
-def contributions_of(key: str, entity: Entity, sla_ms: int) -> list[Contribution]:
+def contributions_of(key: str, entity: Entity, sla_ms: int, tz: str = "UTC") -> list[Contribution]:
     if key.startswith("D:"):
         return deal_contributions(entity.facts)
-    if key.startswith("S:"):
+    if key.startswith(SPEND_PREFIX):
         return spend_contributions(entity.facts)
+    if key.startswith(ACCOUNT_PREFIX):
+        return account_contributions(entity.facts)
+    if key.startswith(FORECAST_PREFIX):
+        return forecast_contributions(key, entity.facts, tz)
     return lead_contributions(entity.facts, sla_ms)
 
 
 def retirable(key: str, entity: Entity, cutoff_ms: int) -> bool:
     """An entity leaves the table once its last event is older than the cutoff, unless it is an open deal
-    (open deals are *now* state: they stay until their outcome arrives)."""
+    (open deals are *now* state: they stay until their outcome arrives; so do active accounts, and forecasts
+    until their month is over)."""
     if not entity.facts or entity.facts[-1].ts >= cutoff_ms:
         return False
+    if key.startswith((ACCOUNT_PREFIX, FORECAST_PREFIX)):
+        return customer_retirable(key, entity.facts, cutoff_ms)
     if key.startswith("D:"):
         kinds = {f.kind for f in entity.facts}
         return "deal.created" not in kinds or bool(kinds & {"deal.won", "deal.lost"})
@@ -247,6 +269,7 @@ class KpiEngine:
         self._too_late_ms = round(config.too_late_seconds * 1000)
         self._retention_ms = round(config.entity_retention_seconds * 1000)
         self._sla_ms = round(config.sla_seconds * 1000)
+        self._tz = config.timezone
         # One cap per worker, shared by its partitions, so an id maps to one label everywhere here.
         self.caps = {"reps": LabelCap(config.max_reps), "teams": LabelCap(config.max_teams),
                      "products": LabelCap(config.max_products), "sources": LabelCap(config.max_sources),
@@ -305,7 +328,7 @@ class KpiEngine:
                 continue  # already in the archive; its row is deleted by the next retirement
             state.entities += 1
             count += 1
-            added = contributions_of(key, entity, self._sla_ms)
+            added = contributions_of(key, entity, self._sla_ms, self._tz)
             state.aggregates.apply(added, +1)
             for listener in self.listeners:
                 listener(group, entity.partition, key, [], added)
@@ -374,9 +397,9 @@ class KpiEngine:
             )
         if raw is None:
             state.entities += 1
-        old = contributions_of(key, entity, self._sla_ms)
+        old = contributions_of(key, entity, self._sla_ms, self._tz)
         insort(entity.facts, fact)
-        new = contributions_of(key, entity, self._sla_ms)
+        new = contributions_of(key, entity, self._sla_ms, self._tz)
         removed, added = self._apply_diff(state.aggregates, old, new)
         if removed or added:
             for listener in self.listeners:
@@ -492,7 +515,7 @@ class KpiEngine:
                 continue  # gone or active again since the scan
             archived = retirable(key, entity, state.archive.cutoff)  # left behind by a crash: counted already
             waiting = []
-            for c in contributions_of(key, entity, self._sla_ms):
+            for c in contributions_of(key, entity, self._sla_ms, self._tz):
                 if c.bucket == AWAITING:
                     waiting.append(c)
                 elif c.bucket != CURRENT and not archived:

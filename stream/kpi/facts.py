@@ -31,6 +31,9 @@ from stream.events import (
     LeadCreated,
     LIFECYCLE_RANK,
     SpendRecorded,
+    ForecastSubmitted,
+    SubscriptionChanged,
+    SubscriptionStarted,
     epoch_ms,
 )
 
@@ -56,7 +59,7 @@ class Fact(msgspec.Struct, array_like=True, frozen=True, order=True):
     # Appended fields (entities stored before them decode with the defaults).
     campaign: str | None = None
     category: str | None = None  # deal.created's `kind`; spend.recorded's `category`
-    product: str | None = None
+    product: str | None = None  # deal.created's and subscription.started's product
     account: str | None = None
     term: int | None = None  # term_months of deal.created / deal.won
 
@@ -91,6 +94,12 @@ def fact_from_event(event: Event) -> Fact:
     if isinstance(event, SpendRecorded):
         return Fact(ts, rank, eid, kind, rep, team, None, str(event.amount), False, 0, event.channel, event.campaign,
                     event.category)
+    if isinstance(event, SubscriptionStarted):
+        return Fact(ts, rank, eid, kind, rep, team, None, str(event.mrr), False, 0, None, None, None, event.product)
+    if isinstance(event, SubscriptionChanged):
+        return Fact(ts, rank, eid, kind, rep, team, None, str(event.mrr))
+    if isinstance(event, ForecastSubmitted):
+        return Fact(ts, rank, eid, kind, rep, team, None, str(event.amount))
     return Fact(ts, rank, eid, kind, rep, team)
 
 

@@ -30,6 +30,7 @@ class Part:
     kind: str
     doc: str
     windowed: bool = True
+    derived: bool = False  # computed when a window is read, never contributed (stream.kpi.accounts)
 
 
 class Layout:

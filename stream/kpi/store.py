@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from sortedcontainers import SortedList
 
+from stream.kpi.accounts import derive
 from stream.kpi.catalogue import DIMENSION_ORDER, DIMENSIONS, SCOPE
 from stream.kpi.facts import AWAITING, CURRENT, Contribution
 from stream.kpi.parts import Layout, Row
@@ -187,14 +188,16 @@ class PartitionAggregates:
     def reduce(self, window: str, now_ms: int) -> list[dict[Label, Row]]:
         """Per dimension, one row per label for ``window`` at ``now_ms``, current state included."""
         out: list[dict[Label, Row]] = []
-        for dim in self.dims:
+        for d, dim in enumerate(self.dims):
             rows: dict[Label, Row] = {}
+            minute_range = None
             if window == "all":
                 for label, row in dim.total.items():
                     _into(rows, label, dim.layout).merge(row)
             elif window in MINUTE_WINDOWS:
                 hi = minute_of(now_ms)
-                _merge_range(rows, dim, dim.minutes, hi - MINUTE_WINDOWS[window] + 1, hi)
+                minute_range = (hi - MINUTE_WINDOWS[window] + 1, hi)
+                _merge_range(rows, dim, dim.minutes, *minute_range)
             else:
                 days = self.calendar.days_of(window, now_ms)
                 _merge_range(rows, dim, dim.days, days.start, days.stop - 1)
@@ -208,6 +211,7 @@ class PartitionAggregates:
                     row = _into(rows, label, dim.layout)
                     row.v[_AWAITING] += stop - start
                     row.lower(_OLDEST, waiting[start])
+            derive(d, dim, rows, window, now_ms, self.calendar, minute_range)
             out.append(rows)
         return out
 

@@ -8,7 +8,7 @@ buckets answer them exactly.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 WINDOWS = ("1h", "24h", "today", "week", "month", "quarter", "all")
@@ -66,8 +66,38 @@ class DayCalendar:
             raise ValueError(f"unknown window {window!r}")
         return range(first.toordinal(), today.toordinal() + 1)
 
+    def previous_month_days(self, now_ms: int) -> range:
+        """Day numbers of the calendar month before now's local month."""
+        first = self._local(now_ms).date().replace(day=1)
+        last = first.fromordinal(first.toordinal() - 1)
+        return range(last.replace(day=1).toordinal(), first.toordinal())
+
+    def month_span(self, now_ms: int) -> tuple[int, int]:
+        """(ms since the start of now's local month, the month's length in ms): f = elapsed ÷ length."""
+        start_ms, end_ms = self.period_bounds("month", now_ms)
+        return now_ms - start_ms, end_ms - start_ms
+
+    def period_bounds(self, window: str, now_ms: int) -> tuple[int, int]:
+        """[start, end) in UTC ms of the calendar period (``today``, ``week``, ``month``, ``quarter``) of now."""
+        first = date.fromordinal(self.days_of(window, now_ms).start)
+        if window == "today":
+            after = first + timedelta(days=1)
+        elif window == "week":
+            after = first + timedelta(days=7)
+        else:
+            index = first.year * 12 + first.month - 1 + (1 if window == "month" else 3)
+            after = date(index // 12, index % 12 + 1, 1)
+        return _ms(datetime(first.year, first.month, first.day, tzinfo=self.tz)), \
+            _ms(datetime(after.year, after.month, after.day, tzinfo=self.tz))
+
     def _local(self, ts_ms: int) -> datetime:
         return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(self.tz)
+
+
+def _ms(local: datetime) -> int:
+    # A local wall time as UTC ms (re-resolving the offset: a month may start in another DST period).
+    local = local.replace(tzinfo=None).replace(tzinfo=local.tzinfo)
+    return round(local.timestamp() * 1000)
 
 
 def ms_to_datetime(ts_ms: int) -> datetime:

@@ -28,7 +28,8 @@ import orjson
 from stream.events import TOPIC_OF_TYPE
 
 MAX_BAD_SAMPLES = 10
-_ENTITY_KEYS = {"leads": ("lead_id",), "calls": ("lead_id", "call_id"), "deals": ("deal_id",), "spend": ("channel",)}
+_ENTITY_KEYS = {"leads": ("lead_id",), "calls": ("lead_id", "call_id"), "deals": ("deal_id",), "spend": ("channel",),
+                "subscriptions": ("account_id",), "forecasts": ("rep_id",)}
 
 
 class BadLine(ValueError):

@@ -22,7 +22,10 @@ after some touches, ~5 % get qualified (-> ``deal.created`` with a product price
 disqualified. Deals move through the configured open stages (sometimes skipping one) and close won
 (~30 %) or lost after a cycle of days (median a week). With the example roster the natural floor wins
 about the reps' monthly quotas. ~1 % of events are delivered up to 60 s late, so arrival order is only
-*mostly* occurred_at order.
+*mostly* occurred_at order. Customers and forecasts (``stream.local.customers_sim``, on random streams of
+their own): a book of accounts started in the first hour, subscriptions started or grown by won deals,
+expansions, contractions and ~3 % monthly churn; each rep's forecast on the 1st, revised every Monday,
+two reps optimistic.
 
 How ``rate``, ``speedup`` and the floor's intensity combine
 ------------------------------------------------------------
@@ -78,6 +81,7 @@ import orjson
 
 from stream.config import DEFAULT_STAGES
 from stream.events import TOPIC_OF_TYPE
+from stream.local.customers_sim import CustomerBook
 from stream.durations import parse_positive_duration
 from stream.local.sim_marketing import Marketing
 from stream.roster import Rep, Roster, Team
@@ -133,7 +137,7 @@ LOST_REASONS = ("price", "competitor", "no_decision", "timing", "no_budget")
 
 class SimEvent(NamedTuple):
     at_ms: int  # arrival time (simulated): occurred_at, or later for late deliveries
-    topic: str  # leads | calls | deals
+    topic: str  # leads | calls | deals | subscriptions | forecasts
     key: str
     event: dict[str, Any]
 
@@ -159,6 +163,11 @@ class RepProfile:
 def _iso(ms: int) -> str:
     dt = _EPOCH + timedelta(milliseconds=ms)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def _amount_with(cents: int, rng: random.Random) -> float | str:
+    """Money as producers send it: mostly JSON numbers, some decimal strings."""
+    return f"{cents // 100}.{cents % 100:02d}" if rng.random() < 0.3 else cents / 100
 
 
 def _chooser(rng: random.Random, table) -> Callable[[], Any]:
@@ -198,7 +207,7 @@ class SalesFloor:
             per_lead = events_per_lead(self.stages)
             self.peak_leads_per_s = events_per_second / (per_lead * WEEK_MEAN_WEIGHT)
         self._arrival_max = self.peak_leads_per_s * (1 + CALLS_WITHOUT_LEAD_PER_LEAD)
-        self._ids, self._seq = itertools.count(1), itertools.count()
+        self._ids, self._seq, self._customer_ids = itertools.count(1), itertools.count(), itertools.count(1)
         self._lead_n, self._call_n, self._deal_n, self._bad_n = (itertools.count(1) for _ in range(4))
         self._pending: list[tuple] = []  # heap of (ms, seq, topic, key, event)
         self._weights: dict[int, float] = {}
@@ -208,6 +217,8 @@ class SalesFloor:
         self.marketing = Marketing(seed, self.tz, {name: w for name, w in SOURCES})
         self._quiet_ids = itertools.count(1)
         self._next_spend = self.start_ms / 1000  # the first day's spend is stamped at the start
+        quotas = {r.rep_id: r.monthly_quota for r in roster.reps if r.monthly_quota}
+        self._book = CustomerBook(seed, self._rep_ids, quotas, self.tz, self._emit_customer, _amount_with)
 
     # ---------------------------------------------------------------- set-up
     def _profiles(self, roster: Roster, sla: float) -> dict[str, RepProfile]:
@@ -296,6 +307,19 @@ class SalesFloor:
             total += self.weight(t) * step
             t += step
         return total * self.peak_leads_per_s
+
+    def _emit_customer(self, t: float, etype: str, key: str, fields: dict[str, Any], rep: str | None,
+                       rng: random.Random) -> dict[str, Any]:
+        """Like ``_emit`` for the customer book, on its own random stream and id sequence."""
+        ms = round(t * 1000)
+        ev = {"event_id": f"sim-{self.seed}-c{next(self._customer_ids)}", "type": etype, "occurred_at": _iso(ms),
+              **fields}
+        if rep is not None:
+            ev["rep_id"] = rep
+            if rng.random() < P_TEAM_FIELD:
+                ev["team"] = self.profiles[rep].team
+        heapq.heappush(self._pending, (ms, next(self._seq), TOPIC_OF_TYPE[etype], key, ev))
+        return ev
 
     def _pick_rep(self, exclude: str | None = None) -> str:
         while True:
@@ -414,10 +438,13 @@ class SalesFloor:
         end = t + cycle
         if won:
             outcome: dict[str, Any] = {"deal_id": deal}
+            final = cents
             if rng.random() < 0.8:
-                outcome["amount"] = self._amount(round(cents * rng.uniform(0.9, 1.0)))
+                final = round(cents * rng.uniform(0.9, 1.0))
+                outcome["amount"] = self._amount(final)
             self._emit(end, "deal.won", deal, outcome, rep if rng.random() < 0.85 else None)
             self.marketing.won(end, fields["account_id"])
+            self._book.deal_won(end, rep, product, final, fields.get("term_months"))
         else:
             self._emit(end, "deal.lost", deal, {"deal_id": deal, "reason": rng.choice(LOST_REASONS)},
                        rep if rng.random() < 0.85 else None)
@@ -435,8 +462,11 @@ class SalesFloor:
     def _timeline(self, until_ms: int | None) -> Iterator[tuple]:
         """All events in occurred_at order, up to (excluding) until_ms."""
         pending, call_share = self._pending, CALLS_WITHOUT_LEAD_PER_LEAD / (1 + CALLS_WITHOUT_LEAD_PER_LEAD)
+        if not self._book.started:
+            self._book.start_book(self.start_ms / 1000)
         while True:
             t = self._next_arrival()
+            self._book.forecasts_until(t if until_ms is None else min(t, until_ms / 1000))
             ms = round(t * 1000)
             while self._next_spend <= t and (until_ms is None or self._next_spend * 1000 < until_ms):
                 self._spend_day(self._next_spend)
@@ -503,8 +533,9 @@ class SalesFloor:
         elif kind == "not_object":
             value = orjson.dumps([ev["type"], ev["event_id"]])
         elif kind == "missing_field":
-            required = ["event_id", "occurred_at",
-                        {"leads": "lead_id", "calls": "call_id", "deals": "deal_id", "spend": "channel"}[topic]]
+            required = ["event_id", "occurred_at", {"leads": "lead_id", "calls": "call_id", "deals": "deal_id",
+                                                    "spend": "channel", "subscriptions": "account_id",
+                                                    "forecasts": "period"}[topic]]
             if ev["type"] == "call.logged":
                 required += ["outcome", "duration_s"]
             ev.pop(rng.choice(required), None)
@@ -522,6 +553,8 @@ class SalesFloor:
                 "leads": (("rep_id", ""), ("rep_id", 42), ("team", ["a"]), ("event_id", None)),
                 "deals": (("amount", True), ("amount", "12,000.00"), ("rep_id", ""), ("team", 7)),
                 "spend": (("amount", True), ("channel", ""), ("category", "ads")),
+                "subscriptions": (("account_id", ""), ("account_id", 42), ("team", 7)),
+                "forecasts": (("period", "2026-13"), ("period", 202611), ("rep_id", "")),
             }[topic])
             if field == "amount" and ev["type"] == "deal.lost":  # no amount there: it would be ignored
                 field, bad_value = "rep_id", ""

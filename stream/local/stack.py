@@ -49,7 +49,7 @@ from stream.local.processes import StopError, alive, cmdline, pid_from_file, sto
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
-TOPIC_NAMES = ("leads", "calls", "deals", "deadletter", "spend")
+TOPIC_NAMES = ("leads", "calls", "deals", "deadletter", "spend", "subscriptions", "forecasts")
 MAX_MESSAGE_BYTES = 1048576
 DEFAULT_CONTROLLER_PORT = 19093
 KAFKA_READY_TIMEOUT_S = 60.0
@@ -209,7 +209,7 @@ def status(settings: Any = None, echo: Echo = _print) -> StackStatus:
 
 
 async def ensure_topics(bootstrap: str, prefix: str, partitions: int = 4) -> dict[str, str]:
-    """Create <prefix>leads/calls/deals/deadletter/spend if missing (replication 1, 1 MiB max message).
+    """Create the TOPIC_NAMES topics (<prefix>leads, calls, deals, deadletter, spend, subscriptions, forecasts) if missing (replication 1, 1 MiB max message).
 
     Returns {topic: "created" | "exists"}; existing topics are left as they are. Returns once every
     topic has a leader for each partition, so callers can produce immediately.

@@ -1,7 +1,9 @@
 """The Faust application: agents that validate and apply events, the entity tables, the web views.
 
-``create_app(settings)`` builds everything; nothing is created at import time. Two co-partitioned
-groups are consumed: ``leads`` (the leads and calls topics, keyed by lead_id) and ``deals``. Each group
+``create_app(settings)`` builds everything; nothing is created at import time. Three groups are
+consumed: ``leads`` (the leads and calls topics, co-partitioned by lead_id), ``deals`` and ``customers``
+(the subscriptions topic, keyed by account_id, and the forecasts topic, keyed by rep_id: one agent and
+one table for both, which need no co-partitioning: their entities never meet). Each group
 has an entity table (changelogged: it survives a crash). The KPI aggregates are an in-memory view of
 those tables, rebuilt whenever Faust finishes recovering them after a rebalance (see stream.kpi.store).
 """
@@ -41,7 +43,7 @@ from stream.worker.web_access import FAUST_WEB_VIEWS_OFF, access_middleware, che
 
 log = logging.getLogger("kpi_monitor.worker")
 
-TOPIC_SUFFIXES = ("leads", "calls", "deals", "spend")
+TOPIC_SUFFIXES = ("leads", "calls", "deals", "spend", "subscriptions", "forecasts")
 # Per-event Faust overhead shrinks when the agent takes events in batches (bench/RESULTS.md); a batch
 # waits at most BATCH_WITHIN_S for more events, which bounds the latency it adds.
 BATCH_MAX = 500
@@ -133,6 +135,7 @@ def create_app(settings: Settings) -> WorkerContext:
     _wire_group(ctx, "leads", [settings.topic("leads"), settings.topic("calls")])
     _wire_group(ctx, "deals", [settings.topic("deals")])
     _wire_group(ctx, "spend", [settings.topic("spend")])
+    _wire_group(ctx, "customers", [settings.topic("subscriptions"), settings.topic("forecasts")])
     _forget_revoked_partitions(ctx)
     _wire_timers(ctx)
     register_views(ctx)

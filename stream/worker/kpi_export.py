@@ -13,8 +13,8 @@ Every metric name, help text and unit comes from ``stream.kpi.catalogue``. Label
 cardinality): ``scope`` ∈ overall/team/rep, ``team`` and ``rep`` name the scope (``""`` where not
 applicable: a rep's KPIs may be credited under several teams, so rep series carry ``team=""``),
 ``window`` one of the windows, ``stage`` a configured stage, ``product`` / ``source`` / ``campaign`` a
-label of those sections (at most KPI_MAX_PRODUCTS / _SOURCES / _CAMPAIGNS per worker, then ``_over_cap``),
-``currency`` the reporting currency. Lead, deal, call and account ids never become labels. A KPI that is null (ratio, mean or percentile over nothing) has
+label of those sections (a deal's or an account's product; at most KPI_MAX_PRODUCTS / _SOURCES / _CAMPAIGNS
+per worker, then ``_over_cap``), ``currency`` the reporting currency. Lead, deal, call and account ids never become labels. A KPI that is null (ratio, mean or percentile over nothing) has
 no sample, so a dashboard shows "no data" rather than a made-up 0.
 """
 

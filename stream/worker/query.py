@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
+from stream.kpi.engine import TOPICS_OF_GROUP
 from stream.kpi.snapshot import Snapshot, build_snapshot, merge_partials, partials_from_wire, partials_to_wire
 from stream.worker.context import WorkerContext
 from stream.worker.web_access import auth_headers
@@ -140,8 +141,9 @@ async def global_snapshot(ctx: WorkerContext, window: str, at_ms: int | None = N
         now_ms=now_ms,
         roster=ctx.roster.current(),
         stages=ctx.settings.kpi_stages,
+        timezone=ctx.settings.kpi_timezone,
     )
-    expected = {f"{g}:{p}" for g in ("leads", "deals", "spend") for p in range(ctx.settings.kpi_partitions)}
+    expected = {f"{g}:{p}" for g in TOPICS_OF_GROUP for p in range(ctx.settings.kpi_partitions)}
     missing = sorted(expected - set(partials))
     if missing or failed:
         # Say so rather than show partial numbers as if they were the whole floor.

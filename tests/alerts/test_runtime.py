@@ -49,7 +49,7 @@ class Worker:
 
     def __init__(self, store, recorder: Recorder, clock: list[int], name: str, ruleset=RULES) -> None:
         self.engine = KpiEngine(EngineConfig())
-        self.tables = {"leads": {}, "deals": {}, "spend": {}}
+        self.tables = {"leads": {}, "deals": {}, "spend": {}, "customers": {}}
         self.clock = clock
         sink = QueuedSink(recorder, stats=new_stats(), redact=Redactor(), policy=RetryPolicy(attempts=1, timeout=1))
         self.dispatcher = Dispatcher(store, [sink], owner=name)

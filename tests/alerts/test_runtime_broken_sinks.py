@@ -46,7 +46,7 @@ async def run(events, sinks_for) -> dict:
                            grafana_url="http://g", event_clock=True, partition_clock=engine_partition_clock(engine))
     engine.listeners.append(runtime.on_change)
     dispatcher.start()
-    tables = {"leads": {}, "deals": {}, "spend": {}}
+    tables = {"leads": {}, "deals": {}, "spend": {}, "customers": {}}
     done = asyncio.Event()
     lags: list[float] = []
 

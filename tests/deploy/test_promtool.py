@@ -245,7 +245,8 @@ def test_mounted_files_fit_what_they_configure():
         yaml.safe_load(path.read_text())
     provider = yaml.safe_load((provisioning / "dashboards" / "kpi.yaml").read_text())["providers"][0]
     dashboards = binds[provider["options"]["path"]]  # the provider reads the directory the JSON is mounted at
-    assert sorted(p.name for p in dashboards.glob("*.json")) == ["drilldown.json", "ops.json", "revenue.json", "wall.json"]
+    assert sorted(p.name for p in dashboards.glob("*.json")) == ["customers.json", "drilldown.json", "ops.json",
+                                                                  "revenue.json", "wall.json"]
     home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert binds[str(home.parent)] == dashboards and (dashboards / home.name).is_file()
     datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"][0]

@@ -57,6 +57,7 @@ INVALID_LINES = {
                                      kind="upsell")),
     "invalid_term": orjson.dumps(_ev("b14", "deal.won", deal_id="X14", term_months=0)),
     "too_late": orjson.dumps(_ev("b12", "lead.created", lead_id="X12", at=ts(-26 * 3600))),
+    "invalid_period": orjson.dumps(_ev("b13", "forecast.submitted", rep_id="r", period="2026-13", amount=5)),
 }
 
 

@@ -41,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import BOOTSTRAP, PARTITIONS, wait_for
 from tests.oracle.batch_kpis import compute_kpis, drop_too_late, event_clock_now, kafka_partition, load_roster_yaml
 from tests.oracle.compare import assert_same
+from stream.local.stack import TOPIC_NAMES
 from tests.oracle.hostile_corpus import (
     MAX_VALUE_BYTES,
     BadMessage,
@@ -305,7 +306,7 @@ def run_hostile_corpus(make_deployment, tmp_path, *, seed, bad_count, huge, n_le
             watch.stop()
         worker.kill()
         # The corpus is tens (soak: hundreds) of MiB: don't leave it on the shared broker.
-        asyncio.run(_delete_topics([dep.prefix + n for n in ("leads", "calls", "deals", "deadletter", "spend")]))
+        asyncio.run(_delete_topics([dep.prefix + n for n in TOPIC_NAMES]))
 
 
 def test_topics_take_values_up_to_max_value_bytes_and_no_more(deployment):

@@ -19,13 +19,15 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.alerts.conftest import private_redis, receiver  # noqa: F401  (fixtures)
-from tests.conftest import GROUP_PARTITIONS, wait_for
+from stream.kpi.engine import TOPICS_OF_GROUP
+from tests.conftest import PARTITIONS, wait_for
 from tests.integration.checks import assert_workers_match, exported_overall, oracle_answers
 from tests.oracle.batch_kpis import topic_and_key
 from tests.private_broker import PrivateBroker
 from tests.oracle.messy_log import make_messy_log, roster_yaml
 from tests.stream.kpi.test_bounded_state import ninety_days
 
+GROUPS = len(TOPICS_OF_GROUP)  # leads, deals, spend, customers: each has PARTITIONS partitions
 pytestmark = pytest.mark.integration
 
 
@@ -46,7 +48,7 @@ SUPERVISED = {"KPI_STALL_SECONDS": "30"}
 def _settled(workers) -> bool:
     """Every worker healthy with some partitions, and every partition of every group owned by one of them."""
     owned = [_owned(w) for w in workers]
-    return all(n > 0 for n in owned) and sum(owned) == GROUP_PARTITIONS
+    return all(n > 0 for n in owned) and sum(owned) == GROUPS * PARTITIONS
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def test_scale_out_1_to_3_and_back_to_1_keeps_every_number_exact(make_deployment
     joiners[0].terminate()  # leaves the group cleanly
     joiners[1].kill()  # dies: its partitions move after the session timeout
     dep.produce(_messages(third))
-    wait_for(lambda: _owned(solo) == GROUP_PARTITIONS, 90, what="the last worker owning every partition")
+    wait_for(lambda: _owned(solo) == GROUPS * PARTITIONS, 90, what="the last worker owning every partition")
     expected = oracle_answers(log, roster_file)
     assert_workers_match([solo], expected)
     assert exported_overall([solo], "kpi_leads_created") == (1, expected["all"]["overall"]["leads_created"])

@@ -70,6 +70,8 @@ Revenue and marketing (contract section 6: deals, leads, spend, stages):
   D15 Money per unit (cost_per_lead, cost_per_opportunity, customer_acquisition_cost, avg_contract_value_annual)
       is the exact quotient rounded half-even to the cent; marketing_roi is not rounded.
   D16 stages[s].deals_won/deals_lost: s is the deal's stage after its last stage-setting event up to the outcome.
+  D17 (with the customers, batch_customers) `products` carries the deal keys above and the customer keys of the
+      product's accounts: every key of both when either counted something in W, else the *now* keys of both.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
+
+from tests.oracle import batch_customers as cust
 
 UTC = _tz.utc
 WINDOWS = ("1h", "24h", "today", "week", "month", "quarter", "all")
@@ -107,6 +111,10 @@ RANK = {
     "deal.won": 2,
     "deal.lost": 2,
     "spend.recorded": 0,
+    "subscription.started": 0,
+    "subscription.changed": 1,
+    "subscription.cancelled": 2,
+    "forecast.submitted": 0,
 }
 LEAD_TYPES = {"lead.created", "lead.assigned", "lead.touched", "meeting.booked", "lead.qualified",
               "lead.disqualified", "lead.marketing_qualified"}
@@ -114,7 +122,7 @@ DEAL_TYPES = {"deal.created", "deal.stage_changed", "deal.won", "deal.lost"}
 OUTCOMES = {"deal.won", "deal.lost"}
 
 NOW_KEYS = ("leads_awaiting_response", "oldest_wait_seconds", "open_deals", "open_pipeline_value",
-            "pipeline_velocity_per_day")
+            "pipeline_velocity_per_day", *cust.CUSTOMER_NOW_KEYS)
 
 _US = 1_000_000  # microseconds per second: durations are kept as exact integers of microseconds
 _CENT = Decimal("0.01")
@@ -204,6 +212,10 @@ def drop_too_late(
 def topic_and_key(event: dict) -> tuple[str, str]:
     """Routing (docs/events.md): ("leads"|"calls"|"deals", key) -- key = lead_id, else call_id for calls; deal_id."""
     t = event["type"]
+    if t in cust.SUBSCRIPTION_TYPES:
+        return "subscriptions", event["account_id"]
+    if t in cust.FORECAST_TYPES:
+        return "forecasts", event["rep_id"]
     if t in DEAL_TYPES:
         return "deals", event["deal_id"]
     if t == "spend.recorded":
@@ -340,6 +352,8 @@ def compute_kpis(
     deals: dict[str, list[_Ev]] = defaultdict(list)
     calls: list[_Ev] = []
     spends: list[_Ev] = []
+    accounts: dict[str, list[_Ev]] = defaultdict(list)
+    forecast_events: list[_Ev] = []
     for ev in evs:
         if ev.type in LEAD_TYPES:
             leads[ev.get("lead_id")].append(ev)
@@ -349,7 +363,10 @@ def compute_kpis(
                 leads[ev.get("lead_id")].append(ev)
         elif ev.type in DEAL_TYPES:
             deals[ev.get("deal_id")].append(ev)
-
+        elif ev.type in cust.SUBSCRIPTION_TYPES:
+            accounts[ev.get("account_id")].append(ev)
+        elif ev.type in cust.FORECAST_TYPES:
+            forecast_events.append(ev)
         elif ev.type == "spend.recorded":
             spends.append(ev)
 
@@ -464,6 +481,7 @@ def compute_kpis(
             credit(None, owner, team_of(crediting, owner), f)
 
     # 4. deals.
+    won_deals: list[tuple[tuple[str, str], datetime, Decimal]] = []
     stage_entries = {s: 0 for s in stages}
     stage_open = {s: [0, Decimal(0)] for s in stages}
     stage_closed = {s: {"won": 0, "lost": 0} for s in stages}
@@ -528,6 +546,7 @@ def compute_kpis(
                     a.acv.append(acv)
 
             credit(outcome.ts, owner, owner_team, f, deal_labels)
+            won_deals.append(((owner, owner_team), outcome.ts, fa))
             if stage in stage_closed and in_w(outcome.ts):
                 stage_closed[stage]["won"] += 1  # the stage just before the outcome
         else:
@@ -547,7 +566,86 @@ def compute_kpis(
 
         credit(sp.ts, None, None, f, spend_labels)
 
-    # 5. render.
+    # 5. accounts (batch_customers: C1-C3) and forecasts (C4).
+    c_overall = cust.CustomerAcc()
+    c_teams: dict[str, cust.CustomerAcc] = defaultdict(cust.CustomerAcc)
+    c_reps: dict[str, cust.CustomerAcc] = defaultdict(cust.CustomerAcc)
+    c_products: dict[str, cust.CustomerAcc] = defaultdict(cust.CustomerAcc)
+    cust.credit_accounts(
+        cust.build_accounts(accounts, _money), w_start, in_w, now, timezone,
+        lambda rep, ev, product: [c_overall, c_teams[team_of(ev, rep)], c_reps[rep], c_products[product]],
+    )
+    this_period, prev_period = cust.period_of(now, timezone), cust.period_of(now, timezone, back=1)
+    forecast_listed: set[tuple[str, str]] = set()  # (section, name) listed by a forecast counted in W
+    # (rep, team) -> forecast for this month / the previous month
+    f_now: dict[tuple[str, str], Decimal] = {}
+    f_prev: dict[tuple[str, str], Decimal] = {}
+    for (rep, period), x in cust.latest_forecasts(forecast_events, _money).items():
+        team = team_of(x, rep)
+        start = cust.month_start(int(period[:4]), int(period[5:7]), timezone)
+        if in_w(start):
+            forecast_listed.update({("reps", rep), ("teams", team)})
+        if period == this_period:
+            f_now[(rep, team)] = f_now.get((rep, team), Decimal(0)) + _money(x.get("amount"))
+        elif period == prev_period:
+            f_prev[(rep, team)] = f_prev.get((rep, team), Decimal(0)) + _money(x.get("amount"))
+    # won revenue per (rep, team) in this window, and in the previous calendar month
+    prev_start, prev_end = cust.month_bounds(now, timezone, back=1)
+    won_pair: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    won_prev_pair: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for rep_team, ts, amount in won_deals:
+        if in_w(ts):
+            won_pair[rep_team] += amount
+        if prev_start <= ts < prev_end:
+            won_prev_pair[rep_team] += amount
+
+    all_pairs = set(f_now) | set(f_prev) | set(won_pair) | set(won_prev_pair)
+    f_month = cust.month_fraction(now, timezone)
+
+    def forecast_results(members: list[list[tuple[str, str]]]) -> tuple[Any, Any, Any]:
+        """(forecast_amount, attainment, accuracy) summed over the members (a rep's pairs, or one pair)
+        that have a forecast for the month / for the previous month."""
+        amount = won = prev_amount = prev_won = Decimal(0)
+        has_now = has_prev = False
+        for member in members:
+            if any(p in f_now for p in member):
+                has_now = True
+                amount += sum((f_now.get(p, Decimal(0)) for p in member), Decimal(0))
+                won += sum((won_pair.get(p, Decimal(0)) for p in member), Decimal(0))
+            if any(p in f_prev for p in member):
+                has_prev = True
+                prev_amount += sum((f_prev.get(p, Decimal(0)) for p in member), Decimal(0))
+                prev_won += sum((won_prev_pair.get(p, Decimal(0)) for p in member), Decimal(0))
+        return (_money_out(amount) if has_now else None,
+                float(won / amount) if has_now and amount else None,
+                float(1 - abs(prev_won - prev_amount) / prev_amount) if has_prev and prev_amount else None)
+
+    def month_keys(section: str, name: str, a: _Acc) -> dict:
+        if section == "teams":
+            members = [[p] for p in all_pairs if p[1] == name]
+        else:
+            rep_names = {p[0] for p in all_pairs} if section == "overall" else {name}
+            members = [[p for p in all_pairs if p[0] == r] for r in rep_names]
+        amount, attainment, accuracy = forecast_results(members)
+        quota_reps = [r for r in (list(roster) if section == "overall" else
+                                  [name] if section == "reps" else
+                                  [r for r, v in roster.items() if (v or {}).get("team") == name])
+                      if quota_of(r) is not None]
+        if quota_reps and f_month:
+            won_q = sum((reps[r].won_revenue if r in reps else Decimal(0) for r in quota_reps), Decimal(0))
+            pace = float(Fraction(won_q) / (sum(Fraction(quota_of(r)) for r in quota_reps) * f_month))
+        else:
+            pace = None
+        return {
+            "forecast_amount": amount,
+            "forecast_attainment": attainment,
+            "forecast_accuracy": accuracy,
+            "quota_pace": pace,
+            "projected_won_revenue": _money_out(Decimal(a.won_revenue) * f_month.denominator / f_month.numerator)
+            if f_month else None,
+        }
+
+    # 6. render.
     def render(a: _Acc, full: bool) -> dict:
         won_lost = a.deals_won + a.deals_lost
         avg = Fraction(a.won_revenue) / a.deals_won if a.deals_won else None
@@ -616,22 +714,36 @@ def compute_kpis(
             return None
         return sum(1 for r in with_quota if rep_attainment(r) >= 1.0) / len(with_quota)
 
-    def scopes(accs: dict[str, _Acc], quota: Callable[[str], float | None]) -> dict:
+    def scopes(section: str, accs: dict[str, _Acc], caccs: dict[str, cust.CustomerAcc],
+               quota: Callable[[str], float | None]) -> dict:
         out = {}
-        for name in sorted(accs):
-            a = accs[name]
-            if a.active:
-                out[name] = render(a, True)
+        for name in sorted(set(accs) | set(caccs) | {n for s, n in forecast_listed if s == section}):
+            a, c = accs[name], caccs[name]
+            if a.active or c.active_listing or (section, name) in forecast_listed:
+                out[name] = render(a, True) | cust.render_customers(c, True, _money_out)
                 if window == "month":
                     out[name]["quota_attainment"] = quota(name)
-            elif a.awaiting > 0 or a.open_deals > 0:
-                out[name] = render(a, False)
+                    out[name].update(month_keys(section, name, a))
+            elif a.awaiting > 0 or a.open_deals > 0 or c.customers_active > 0:
+                out[name] = render(a, False) | cust.render_customers(c, False, _money_out)
         return out
 
-    overall_out = render(overall, True)
+    overall_out = render(overall, True) | cust.render_customers(c_overall, True, _money_out)
     overall_out.update(_spend_keys(overall))
     if window == "month":
         overall_out["quota_attainment"] = share(list(roster))
+        overall_out.update(month_keys("overall", "", overall))
+    # products: the deal KPIs (section 6) and the customer KPIs of the accounts of that product, listed
+    # like reps (every key of both when either counted something in W, else the *now* keys of both).
+    products_out = {}
+    for name in sorted(set(products) | set(c_products)):
+        a, c = products[name], c_products[name]
+        if a.active or c.active_listing:
+            doc = {**render(a, True), **_spend_keys(a)}
+            products_out[name] = {k: doc[k] for k in PRODUCT_KEYS} | cust.render_customers(c, True, _money_out)
+        elif a.open_deals > 0 or c.customers_active > 0:
+            doc = render(a, False)
+            products_out[name] = {k: doc[k] for k in LABEL_NOW_KEYS} | cust.render_customers(c, False, _money_out)
     stages_out = {}
     for i, s in enumerate(stages):
         nxt = stages[i + 1] if i + 1 < len(stages) else None
@@ -648,10 +760,11 @@ def compute_kpis(
         "as_of": now.isoformat(),
         "window": window,
         "overall": overall_out,
-        "teams": scopes(teams, lambda t: share([r for r, v in roster.items() if (v or {}).get("team") == t])),
-        "reps": scopes(reps, rep_attainment),
+        "teams": scopes("teams", teams, c_teams,
+                        lambda t: share([r for r, v in roster.items() if (v or {}).get("team") == t])),
+        "reps": scopes("reps", reps, c_reps, rep_attainment),
         "stages": stages_out,
-        "products": _labelled(products, render, PRODUCT_KEYS),
+        "products": products_out,
         "sources": _labelled(sources, render, MARKETING_KEYS),
         "campaigns": _labelled(campaigns, render, MARKETING_KEYS),
     }
@@ -675,11 +788,14 @@ SECTION6_SECTIONS = ("products", "sources", "campaigns")
 
 
 def first_part(doc: dict) -> dict:
-    """A `/kpis` document with only the keys and sections of the contract's sections 1-4 (what golden/ holds)."""
+    """A `/kpis` document with only the keys and sections of the contract's sections 1-4 (what golden/ holds):
+    without revenue and marketing, and without the customers and forecasts (tests.oracle.compare.without_section6
+    does the same)."""
+    later = SECTION6_KEYS | set(cust.CUSTOMER_NOW_KEYS) | set(cust.CUSTOMER_WINDOW_KEYS) | set(cust.MONTH_KEYS)
     out = {k: v for k, v in doc.items() if k not in SECTION6_SECTIONS}
-    out["overall"] = {k: v for k, v in doc["overall"].items() if k not in SECTION6_KEYS}
+    out["overall"] = {k: v for k, v in doc["overall"].items() if k not in later}
     for section in ("teams", "reps"):
-        out[section] = {n: {k: v for k, v in d.items() if k not in SECTION6_KEYS} for n, d in doc[section].items()}
+        out[section] = {n: {k: v for k, v in d.items() if k not in later} for n, d in doc[section].items()}
     out["stages"] = {n: {k: v for k, v in d.items() if k not in ("deals_won", "deals_lost")}
                      for n, d in doc["stages"].items()}
     return out

@@ -39,6 +39,8 @@ TOPIC_OF_TYPE = {
     "lead.qualified": "leads", "lead.disqualified": "leads", "call.logged": "calls",
     "deal.created": "deals", "deal.stage_changed": "deals", "deal.won": "deals", "deal.lost": "deals",
     "spend.recorded": "spend",
+    "subscription.started": "subscriptions", "subscription.changed": "subscriptions",
+    "subscription.cancelled": "subscriptions", "forecast.submitted": "forecasts",
 }
 # Required fields beyond event_id/type/occurred_at, per type (docs/events.md).
 REQUIRED = {
@@ -48,6 +50,8 @@ REQUIRED = {
     "call.logged": ("call_id", "rep_id", "direction", "outcome", "duration_s"),
     "deal.created": ("deal_id", "rep_id", "amount", "stage"), "deal.stage_changed": ("deal_id", "to_stage"),
     "deal.won": ("deal_id",), "deal.lost": ("deal_id",),
+    "subscription.started": ("account_id", "mrr"), "subscription.changed": ("account_id", "mrr"),
+    "subscription.cancelled": ("account_id",), "forecast.submitted": ("rep_id", "period", "amount"),
 }
 TEMPLATES = {
     "lead.created": {"lead_id": "L", "rep_id": "ana", "source": "webform"},
@@ -420,6 +424,34 @@ def _bad_revenue_fields(g: _Gen) -> BadMessage:
     return g.event_message("bad_revenue_fields", "spend.recorded", doc, "missing_field")
 
 
+CUSTOMER_TEMPLATES = {
+    "subscription.started": {"account_id": "A", "mrr": 490, "rep_id": "ana", "product": "pro"},
+    "subscription.changed": {"account_id": "A", "mrr": "640.00"},
+    "subscription.cancelled": {"account_id": "A", "reason": "budget"},
+    "forecast.submitted": {"rep_id": "ana", "period": "2026-11", "amount": 45000},
+}
+
+
+def _customer_inputs(g: _Gen) -> BadMessage:
+    """Subscriptions and forecasts: a malformed period, a negative MRR, a cancellation without account_id."""
+    g.n += 1
+    r = g.rng.randrange(3)
+    etype = ("forecast.submitted", g.rng.choice(["subscription.started", "subscription.changed"]),
+             "subscription.cancelled")[r]
+    doc = {"event_id": f"bad-{g.n:06d}", "type": etype, "occurred_at": BAD_AT, **copy.deepcopy(CUSTOMER_TEMPLATES[etype])}
+    if r == 0:
+        doc["period"] = g.rng.choice(["2026-13", "2026-00", "2026-1", "26-11", "2026/11", "2026-11-01", "", "Nov 2026",
+                                      "1989-12", "2200-01", 202611, None, ["2026-11"]])
+        reason = "invalid_period"
+    elif r == 1:
+        doc["mrr"] = g.rng.choice([-1, -0.01, "-490", -1e-5])
+        reason = "negative_amount"
+    else:
+        del doc["account_id"]
+        reason = "missing_field"
+    return g.event_message("customer_inputs", etype, doc, reason)
+
+
 CATEGORIES = {
     "invalid_utf8": _invalid_utf8,
     "truncated_json": _truncated_json,
@@ -440,6 +472,7 @@ CATEGORIES = {
     "empty_and_tombstones": _empty_and_tombstones,
     "wrong_currency_stage_topic": _wrong_currency_stage_topic,
     "bad_revenue_fields": _bad_revenue_fields,
+    "customer_inputs": _customer_inputs,
 }
 # Messages of these categories are 2-64 KiB (or more): fewer of them keep the corpus quick to produce.
 _HEAVY = {"deeply_nested": 0.25, "oversize": 0.1}
@@ -493,8 +526,12 @@ def with_hostile_valid_events(log: list[tuple[str, str, dict]], seed: int, every
     rng = random.Random(seed)
     out: list[tuple[str, str, dict]] = []
     n = 0
-    for i, (topic, key, event) in enumerate(log):
+    i = -1
+    for topic, key, event in log:
         out.append((topic, key, event))
+        if topic not in ("leads", "calls", "deals", "spend"):
+            continue  # the customers' events are placed as before them (they are merged into the log by arrival)
+        i += 1
         if i % every != every - 1 or "-toolate-" in event["event_id"]:
             continue  # (a too-late event's time would make the new entity too late as well)
         n += 1

@@ -1,8 +1,10 @@
 """A deterministic, valid-only, deliberately messy event log in ARRIVAL order, for oracle-vs-stream tests.
 
 `make_messy_log(seed)` returns `[(topic_suffix, key, event), ...]`: topic_suffix in {"leads", "calls",
-"deals", "spend"}; key = lead_id (leads, calls with a lead), call_id (calls without a lead), deal_id (deals),
-channel (spend).
+"deals", "spend", "subscriptions", "forecasts"}; key = lead_id (leads, calls with a lead), call_id (calls
+without a lead), deal_id (deals), channel (spend), account_id (subscriptions), rep_id (forecasts). The
+customers' events (`_customers`) come from a random stream of their own, merged by arrival, and include a
+history of up to 70 days before the span (in arrival order, first).
 Every event is valid per docs/events.md; nothing here should be dead-lettered except the events whose event_id
 contains TOO_LATE_MARK, which are too late (docs/kpis.md, "Time") whatever the partition count and partitioner:
 
@@ -34,6 +36,7 @@ The default start puts the end right after a month boundary and on the day US DS
 from __future__ import annotations
 
 import copy
+import heapq
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -343,6 +346,66 @@ class _Builder:
         return deal_id
 
 
+def _customers(b: _Builder, n_accounts: int) -> None:
+    """Accounts and forecasts: a history before the span (starts and churn in the previous months, so CLV
+    and churn rates have something to divide by), then starts, changes and cancellations in any order:
+    reactivations, cancellations before their start, changes while inactive, starts while active (changes),
+    a start and a cancellation at the same instant, a cancellation exactly at the month boundary."""
+    rng, reps = b.rng, b.reps
+    day = 24 * _HOUR
+    boundary = round((datetime(2026, 11, 1, tzinfo=UTC) - b.start).total_seconds() * 1000)
+
+    def history(topic, key, ms, etype, **fields):  # before the span: arrives in order, first
+        ev = {"event_id": b.next_id(), "type": etype, "occurred_at": b.ts(ms)}
+        ev.update({k: v for k, v in fields.items() if v is not None})
+        b.records.append([ms, len(b.records), topic, key, ev])
+
+    for i in range(n_accounts):
+        acct = f"A{b.seed}-{i:04d}"
+        owner = rng.choice(reps)
+        product = rng.choice(("pro", "basic", None))
+        if i % 3 == 0:  # started 20-70 days before the span; a third of them churned before it
+            began = -rng.randint(20, 70) * day
+            history("subscriptions", acct, began, "subscription.started", account_id=acct, mrr=b.amount(5_000, 200_000),
+                    product=product, **b.who(owner))
+            if rng.random() < 0.35:
+                history("subscriptions", acct, began + rng.randint(1, 19) * day, "subscription.cancelled",
+                        account_id=acct, reason="budget")
+        else:
+            b.emit("subscriptions", acct, rng.randint(0, _SPAN), "subscription.started", account_id=acct,
+                   mrr=b.amount(5_000, 200_000), product=product, **b.who(owner))
+        for _ in range(rng.choice((0, 1, 1, 2, 3))):
+            kind = rng.choice(("subscription.changed", "subscription.changed", "subscription.cancelled",
+                               "subscription.started"))
+            fields = {"account_id": acct}
+            if kind != "subscription.cancelled":
+                fields["mrr"] = b.amount(0, 300_000)
+            who = b.who(b.pick_rep(owner)) if rng.random() < 0.5 else {}
+            b.emit("subscriptions", acct, rng.randint(0, _SPAN), kind, **fields, **who)
+    # Guaranteed cases.
+    a = f"A{b.seed}-edge"
+    history("subscriptions", a + "1", -40 * day, "subscription.started", account_id=a + "1", mrr=100, **b.who(reps[0]))
+    b.emit("subscriptions", a + "1", boundary, "subscription.cancelled", account_id=a + "1")  # at the boundary
+    b.emit("subscriptions", a + "2", 5 * _HOUR, "subscription.cancelled", account_id=a + "2", delay=0)  # arrives first
+    b.emit("subscriptions", a + "2", 2 * _HOUR, "subscription.started", account_id=a + "2", mrr="250.50",
+           delay=6 * _HOUR, **b.who(reps[1]))
+    b.emit("subscriptions", a + "3", 10 * _HOUR, "subscription.started", account_id=a + "3", mrr=300, **b.who(reps[2]))
+    b.emit("subscriptions", a + "3", 10 * _HOUR, "subscription.cancelled", account_id=a + "3")  # same instant
+    b.emit("subscriptions", a + "3", 20 * _HOUR, "subscription.changed", account_id=a + "3", mrr=999)  # inactive
+    b.emit("subscriptions", a + "3", 30 * _HOUR, "subscription.started", account_id=a + "3", mrr=120)  # reactivated
+    # Forecasts: each rep, the previous, current and next months, revised, sometimes at the same instant.
+    for rep in reps:
+        for period in ("2026-09", "2026-10", "2026-11", "2026-12"):
+            for _ in range(rng.choice((0, 1, 2, 3))):
+                when = rng.choice((rng.randint(0, _SPAN), 12 * _HOUR))
+                if period in ("2026-09", "2026-10") and rng.random() < 0.5:
+                    history("forecasts", rep, -rng.randint(1, 40) * day, "forecast.submitted", period=period,
+                            amount=b.amount(100_000, 5_000_000), **b.who(rep))
+                else:
+                    b.emit("forecasts", rep, when, "forecast.submitted", period=period,
+                           amount=b.amount(100_000, 5_000_000), **b.who(rep))
+
+
 def make_messy_log(
     seed: int,
     n_leads: int = 300,
@@ -350,6 +413,7 @@ def make_messy_log(
     start: datetime = DEFAULT_START,
     reps: tuple[str, ...] = DEFAULT_REPS,
     roster: dict[str, dict] = DEFAULT_ROSTER,
+    n_accounts: int = 60,
 ) -> list[tuple[str, str, dict]]:
     """The messy log for `seed`, in arrival order (see the module docstring). Deterministic per arguments."""
     if start.tzinfo is None:
@@ -404,6 +468,18 @@ def make_messy_log(
         arrival, _, topic, key, ev = b.records[k]
         b.records.append([arrival + rng.randint(500, 3 * _HOUR), len(b.records), topic, key, copy.deepcopy(ev)])
     b.records.sort(key=lambda r: (r[0], r[1]))
+    if n_accounts:
+        # On a builder of their own (own random stream and ids), merged by arrival: the leads, calls and deals
+        # of a seed stay exactly what they were without them.
+        c = _Builder(seed, start, reps, roster)
+        c.rng = random.Random(f"{seed}:customers")
+        c.next_id = lambda mark="": _Builder.next_id(c, "c" + mark)  # type: ignore[method-assign]
+        _customers(c, n_accounts)
+        for k in c.rng.sample(range(len(c.records)), max(3, int(len(c.records) * DUPLICATE_FRACTION))):
+            arrival, _, topic, key, ev = c.records[k]
+            c.records.append([arrival + c.rng.randint(500, 3 * _HOUR), len(c.records), topic, key, copy.deepcopy(ev)])
+        c.records.sort(key=lambda r: (r[0], r[1]))
+        b.records = list(heapq.merge(b.records, c.records, key=lambda r: r[0]))
     log = [(topic, key, ev) for _, _, topic, key, ev in b.records]
 
     # Too late, emitted last: each key already has a same-topic event >= 26 h newer (see module docstring).

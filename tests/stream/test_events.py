@@ -27,6 +27,7 @@ from stream.events import (
     InvalidEvent,
     LeadCreated,
     epoch_ms,
+    event_key,
 )
 
 AT = "2026-11-20T09:15:02.123Z"
@@ -49,6 +50,10 @@ VALID = {
     "deal.lost": {"deal_id": "D-1", "reason": "price"},
     "lead.marketing_qualified": {"lead_id": "L-1"},
     "spend.recorded": {"channel": "paid_search", "campaign": "black-friday", "amount": "420.00", "category": "marketing"},
+    "subscription.started": {"account_id": "A-1", "mrr": 490, "rep_id": "felix", "product": "pro"},
+    "subscription.changed": {"account_id": "A-1", "mrr": "640.00"},
+    "subscription.cancelled": {"account_id": "A-1", "reason": "budget"},
+    "forecast.submitted": {"rep_id": "hana", "period": "2026-11", "amount": 45000},
 }
 
 
@@ -90,7 +95,7 @@ def test_valid_example_of_each_type_passes(etype):
     assert ev.occurred_at == datetime(2026, 11, 20, 9, 15, 2, 123000, tzinfo=timezone.utc)
     for name, value in VALID[etype].items():
         got = getattr(ev, name)
-        if name == "amount":
+        if name in ("amount", "mrr"):
             assert got == Decimal(str(value))
         else:
             assert got == value, name
@@ -101,6 +106,14 @@ DEEP = 10_000  # deep, but under the size limit: the parser must refuse it, not 
 
 # (id, raw bytes, topic suffix or None, wall clock ms or None, expected reason)
 REJECTED = [
+    # customers and forecasts: each bad input its own reason
+    ("period-month-13", raw("forecast.submitted", period="2026-13"), "forecasts", None, "invalid_period"),
+    ("period-not-a-string", raw("forecast.submitted", period=202611), "forecasts", None, "invalid_period"),
+    ("period-with-day", raw("forecast.submitted", period="2026-11-01"), "forecasts", None, "invalid_period"),
+    ("mrr-negative", raw("subscription.changed", mrr=-1), "subscriptions", None, "negative_amount"),
+    ("cancel-without-account", raw("subscription.cancelled", account_id=_DROP), "subscriptions", None,
+     "missing_field"),
+    ("forecast-on-subscriptions", raw("forecast.submitted"), "subscriptions", None, "wrong_topic"),
     ("oversize-65537", b" " * (64 * 1024 + 1), None, None, "oversize"),
     ("oversize-valid-json-with-padding", raw("lead.created", pad="x" * (64 * 1024)), "leads", None, "oversize"),
     ("oversize-100k-open-brackets", b"[" * 100_000, None, None, "oversize"),
@@ -395,7 +408,7 @@ _json = st.recursive(
 )
 _FIELDS = sorted({"event_id", "type", "occurred_at", "rep_id", "team", "lead_id", "call_id", "deal_id", "source",
                   "channel", "direction", "outcome", "duration_s", "amount", "stage", "to_stage", "currency",
-                  "reason", "product", "campaign", "kind", "account_id", "term_months", "category"})
+                  "reason", "product", "campaign", "kind", "account_id", "term_months", "category", "mrr", "period"})
 
 
 @st.composite
@@ -416,3 +429,11 @@ def jsonish_events(draw):
 @given(st.one_of(jsonish_events(), _json))
 def test_fuzz_jsonish_documents(doc):
     _outcome(json.dumps(doc, allow_nan=True).encode())
+
+
+def test_subscriptions_and_forecasts_route_to_their_topics_and_keys():
+    v = EventValidator()
+    sub = v.validate(raw("subscription.cancelled"), "subscriptions")
+    fc = v.validate(raw("forecast.submitted"), "forecasts")
+    assert (TOPIC_OF_TYPE[sub.type], event_key(sub)) == ("subscriptions", "A-1")
+    assert (TOPIC_OF_TYPE[fc.type], event_key(fc)) == ("forecasts", "hana")

@@ -45,6 +45,8 @@ class Step:
 WAIT = (Step(None, GREEN), Step(0.8, ORANGE, per_sla=True), Step(1.0, RED, per_sla=True))
 SHARE_IN_SLA = (Step(None, RED), Step(0.8, ORANGE), Step(0.9, GREEN))
 NEUTRAL = (Step(None, BLUE),)
+# Won ÷ (quota × share of the month elapsed): behind from under 100 %, well behind (the pace alert) under 70 %.
+PACE = (Step(None, RED), Step(0.7, ORANGE), Step(1.0, GREEN))
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ HEADLINES: tuple[Tile, ...] = (
     Tile("win-rate", "Win rate this month", "win_rate", "month", "percent", note="won / (won + lost)"),
     Tile("velocity", "Pipeline velocity", "pipeline_velocity_per_day", "month", "money", note="per day, this month"),
     Tile("open-pipeline", "Open pipeline", "open_pipeline_value", None, "money", note="open deals, now"),
+    Tile("quota-pace", "Quota pace this month", "quota_pace", "month", "percent", PACE,
+         note="100% = on pace"),
 )
 # Won today against the daily target (the roster's monthly quotas / the month's business days).
 WON_TODAY = Tile("won-today", "Won today vs target", "won_revenue", "today", "money")

@@ -30,7 +30,7 @@ STAGES = ("prospecting", "qualification", "proposal", "negotiation")
 START = datetime(2026, 6, 1, tzinfo=UTC)
 DAY_MS = 86_400_000
 PARTITIONS = 3
-GROUPS = ("leads", "deals", "spend")
+GROUPS = ("leads", "deals", "spend", "customers")
 
 
 def stamp(ms: int) -> str:
@@ -81,7 +81,7 @@ def ninety_days(seed: int = 7) -> list[tuple[int, dict]]:
 class Worker:
     def __init__(self, **config) -> None:
         self.engine = KpiEngine(EngineConfig(**config))
-        self.tables: dict[str, dict] = {"leads": {}, "deals": {}, "spend": {}}
+        self.tables: dict[str, dict] = {group: {} for group in GROUPS}
         self.rejected: list[str] = []
 
     def apply(self, wall_ms: int, doc: dict) -> None:

@@ -163,6 +163,36 @@ def deal_log(draw, base, deal_id, created_first: bool):
 
 
 @st.composite
+def account_log(draw, base, account_id):
+    """Starts, changes and cancellations in any order: reactivations, changes while inactive, ties."""
+    out = []
+    for _ in range(draw(st.integers(1, 5))):
+        doc = draw(common(base, rep_required=False))
+        kind = draw(st.sampled_from(("subscription.started", "subscription.started", "subscription.changed",
+                                     "subscription.cancelled")))
+        doc.update(type=kind, account_id=account_id)
+        if kind != "subscription.cancelled":
+            doc["mrr"] = draw(money)
+        if kind == "subscription.started" and draw(st.booleans()):
+            doc["product"] = draw(st.sampled_from(("pro", "basic")))
+        out.append(doc)
+    return out
+
+
+@st.composite
+def forecast_log(draw, base):
+    """Forecasts of a few reps for the months around the span, revised."""
+    out = []
+    month = base.year * 12 + base.month - 1
+    for _ in range(draw(st.integers(0, 4))):
+        doc = draw(common(base, rep_required=True))
+        m = month + draw(st.integers(-1, 2))
+        doc.update(type="forecast.submitted", period=f"{m // 12:04d}-{m % 12 + 1:02d}", amount=draw(money))
+        out.append(doc)
+    return out
+
+
+@st.composite
 def event_logs(draw, created_first: bool = False):
     """(events in generation order, as JSON-ready dicts, duplicates included)."""
     base = draw(st.sampled_from(BASES))
@@ -173,6 +203,9 @@ def event_logs(draw, created_first: bool = False):
         docs.append(draw(call(base)))
     for i in range(draw(st.sampled_from((0, 1, 2, 3, 4)))):
         docs += draw(deal_log(base, f"D{i}", created_first))
+    for i in range(draw(st.sampled_from((0, 0, 1, 2, 3)))):
+        docs += draw(account_log(base, f"S{i}"))
+    docs += draw(forecast_log(base))
     for n, doc in enumerate(docs):
         doc["event_id"] = f"e{n:03d}"
         doc["occurred_at"] = stamp(doc["occurred_at"], draw(st.sampled_from(OFFSETS)))
@@ -189,6 +222,10 @@ def route(doc: dict) -> tuple[str, str]:
         return topic, doc["deal_id"]
     if topic == "calls":
         return topic, doc.get("lead_id") or doc["call_id"]
+    if topic == "subscriptions":
+        return topic, doc["account_id"]
+    if topic == "forecasts":
+        return topic, doc["rep_id"]
     return topic, doc["lead_id"]
 
 
@@ -198,8 +235,9 @@ class Cluster:
     def __init__(self, tz: str, partitions: int = 1, workers: int = 1, salt: int = 0) -> None:
         self.n, self.salt = partitions, salt
         config = EngineConfig(timezone=tz, event_clock=True, too_late_seconds=NEVER_TOO_LATE)
+        self.tz = tz
         self.engines = [KpiEngine(config) for _ in range(workers)]
-        self.tables = [{"leads": {}, "deals": {}, "spend": {}} for _ in range(workers)]
+        self.tables = [{"leads": {}, "deals": {}, "spend": {}, "customers": {}} for _ in range(workers)]
         self.max_ts = None
 
     def partition_of(self, key: str) -> int:
@@ -221,7 +259,8 @@ class Cluster:
 
     def snapshot(self, window: str, now_ms: int) -> dict:
         merged = merge_partials(part for e in self.engines for part in e.partials(window, now_ms).values())
-        return build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES).document()
+        return build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES,
+                              timezone=self.tz).document()
 
     def snapshots(self, now_ms: int) -> dict:
         return {w: self.snapshot(w, now_ms) for w in WINDOWS}
@@ -280,7 +319,7 @@ def test_C_rebuild_from_the_table_equals_incremental(data, docs, tz, extra, n, s
     rebuilt = Cluster(tz, partitions=n, salt=salt)
     fresh = rebuilt.engines[0]
     read = 0
-    for group in ("leads", "deals"):
+    for group in ("leads", "deals", "customers"):
         read += fresh.rebuild(group, range(n), list(tables[group].items()), 0)
     assert read == sum(len(t) for t in tables.values())
     assert {pid: s.watermarks for pid, s in fresh.partitions.items() if s.watermarks} == {
@@ -333,7 +372,7 @@ def test_E_wall_clock_with_too_late_and_expiry_equals_oracle(data, docs, tz, ext
     order = data.draw(st.permutations(docs), label="arrival order")
     now_ms = max(epoch_ms(VALIDATOR.validate(orjson.dumps(d)).occurred_at) for d in docs) + extra
     engine = KpiEngine(EngineConfig(timezone=tz, event_clock=False))
-    tables = {"leads": {}, "deals": {}, "spend": {}}
+    tables = {"leads": {}, "deals": {}, "spend": {}, "customers": {}}
     expire_at = set(data.draw(st.lists(st.integers(0, len(order)), max_size=3), label="expiry timer"))
     accepted = []
     for i, doc in enumerate(order):
@@ -352,7 +391,8 @@ def test_E_wall_clock_with_too_late_and_expiry_equals_oracle(data, docs, tz, ext
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     for window in WINDOWS:
         merged = merge_partials(engine.partials(window, now_ms).values())
-        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES).document()
+        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=ROSTER, stages=STAGES,
+                              timezone=tz).document()
         expected = compute_kpis(accepted, window, now, timezone=tz, roster=ORACLE_ROSTER, stages=STAGES)
         assert_same(snap, expected, path=f"{window}@{tz}")
 
@@ -373,7 +413,7 @@ def test_messy_log_matches_oracle_including_too_late(seed, tz, partitions, worke
     roster = parse_roster(roster_yaml())
     config = EngineConfig(timezone=tz, event_clock=True)  # the real 25 h too-late rule
     engines = [KpiEngine(config) for _ in range(workers)]
-    tables = [{"leads": {}, "deals": {}, "spend": {}} for _ in range(workers)]
+    tables = [{"leads": {}, "deals": {}, "spend": {}, "customers": {}} for _ in range(workers)]
     rejected = []
     for topic, key, doc in log:
         event = VALIDATOR.validate(orjson.dumps(doc), topic)
@@ -391,7 +431,8 @@ def test_messy_log_matches_oracle_including_too_late(seed, tz, partitions, worke
     assert now_ms == epoch_ms(now)
     for window in WINDOWS:
         merged = merge_partials(part for e in engines for part in e.partials(window, now_ms).values())
-        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=roster, stages=STAGES).document()
+        snap = build_snapshot(merged, window=window, now_ms=now_ms, roster=roster, stages=STAGES,
+                              timezone=tz).document()
         assert_same(snap, compute_kpis(accepted, window, now, timezone=tz, roster=DEFAULT_ROSTER, stages=STAGES),
                     path=f"{window}@{tz}")
 

@@ -61,7 +61,7 @@ def test_second_up_starts_nothing(settings):
         expected = f"{name}: already running (pid {svc.pid})" if svc.state == "running" else f"{name}: reusing"
         assert any(line.startswith(expected) for line in lines), lines
     assert not any("ready on" in line or "created" in line for line in lines), lines
-    assert any(line.startswith("topics: all 5 present") for line in lines), lines
+    assert any(line.startswith("topics: all 7 present") for line in lines), lines
 
 
 def test_status_reports_running_services_and_topics(settings):
@@ -70,16 +70,16 @@ def test_status_reports_running_services_and_topics(settings):
     assert st.redis.state in ("running", "external")
     if st.kafka.state == "running":
         assert alive(st.kafka.pid)
-    assert set(st.topics) == {PREFIX + n for n in ("leads", "calls", "deals", "deadletter", "spend")}
+    assert set(st.topics) == {PREFIX + n for n in ("leads", "calls", "deals", "deadletter", "spend", "subscriptions", "forecasts")}
     assert all(st.topics.values()), st.topics
     assert st.healthy
     assert "MISSING" not in str(st)
 
 
 @pytest.mark.asyncio
-async def test_ensure_topics_creates_four_topics_with_requested_partitions(settings):
+async def test_ensure_topics_creates_every_topic_with_requested_partitions(settings):
     prefix = f"test-stack-{uuid.uuid4().hex[:8]}."
-    names = [prefix + n for n in ("leads", "calls", "deals", "deadletter", "spend")]
+    names = [prefix + n for n in ("leads", "calls", "deals", "deadletter", "spend", "subscriptions", "forecasts")]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -127,7 +127,8 @@ def test_down_stops_only_its_own_stack(settings, tmp_path, monkeypatch):
 
     st = stack.up(other, echo=lambda _: None)
     assert (st.kafka.state, st.redis.state) == ("running", "running"), str(st)
-    assert st.topics == dict.fromkeys(["t.leads", "t.calls", "t.deals", "t.deadletter", "t.spend"], 2)
+    assert st.topics == dict.fromkeys(["t.leads", "t.calls", "t.deals", "t.deadletter", "t.spend", "t.subscriptions",
+                                       "t.forecasts"], 2)
 
     result = stack.down(echo=lambda _: None)
     assert result["kafka"].startswith(f"stopped (pid {st.kafka.pid}")

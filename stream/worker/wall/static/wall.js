@@ -111,9 +111,10 @@ function tileElement(tile, wide) {
 function build() {
   const band = document.getElementById("headlines");
   const tiles = [...CONFIG.headlines];
-  // Row one: the lead-response tiles; row two opens with won today against the target.
+  // Row one: the lead-response tiles; row two opens with won today against the target, then the month's
+  // win rate, velocity, open pipeline and quota pace (five a row: won today is no longer wide).
   tiles.splice(5, 0, CONFIG.won_today);
-  for (const tile of tiles) band.appendChild(tileElement(tile, tile.id === CONFIG.won_today.id));
+  for (const tile of tiles) band.appendChild(tileElement(tile, false));
   const won = document.getElementById(`tile-${CONFIG.won_today.id}`);
   won.querySelector(".sub").insertAdjacentHTML("beforebegin", `<div class="progress"><div></div></div>`);
   document.getElementById("leaderboard-title").textContent = CONFIG.leaderboard.title;
