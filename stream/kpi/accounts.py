@@ -193,7 +193,7 @@ def derive(dim: int, aggregates: Any, rows: dict[Any, Row], window: str, now_ms:
         # Only labels that ever had an account (every active period's start is in the all-time total), won
         # revenue or a forecast: the others have nothing to derive (this runs for every window of every request).
         total = totals.get(label)
-        if total is None or not (total.v[new] or (won is not None and (total.v[won] or total.v[forecasts]))):
+        if total is None or not (total.v[new] or (forecasts is not None and (total.v[won] or total.v[forecasts]))):
             continue
         days = aggregates.days.get(label, {})
         current = aggregates.current.get(label)
@@ -208,7 +208,7 @@ def derive(dim: int, aggregates: Any, rows: dict[Any, Row], window: str, now_ms:
                 since_churned += v[churned]
                 if day <= prev_hi:
                     p_churned += v[churned]
-                    if won is not None:
+                    if forecasts is not None:  # the scope dimension: forecasts and their won revenue
                         p_won += v[won]
                         p_forecast += v[forecast_amount]
                         p_forecasts += v[forecasts]

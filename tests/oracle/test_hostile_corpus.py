@@ -40,7 +40,7 @@ def test_corpus_is_large_and_deterministic(corpus):
 def test_corpus_covers_every_category_and_every_input_reason(corpus):
     by_category = collections.Counter(m.category for m in corpus)
     assert set(by_category) == set(CATEGORIES)
-    assert min(by_category.values()) >= 60, by_category
+    assert min(by_category.values()) >= 50, by_category  # 20 categories, oversize weighted 0.1
     # too_late and entity_full are the engine's verdicts on valid events (tests/stream/kpi); the rest all appear.
     assert {m.reason for m in corpus} == set(REASONS) - {"too_late", "entity_full"}
     assert sum(m.value is None for m in corpus) > 10 and all(m.key for m in corpus if m.value is None)  # tombstones

@@ -15,7 +15,7 @@ import pytest
 
 from stream.events import EVENT_TYPES, TOPIC_OF_TYPE, EventValidator, epoch_ms
 from stream.kpi.accounts import Account
-from stream.kpi.engine import GROUP_OF_TOPIC, EngineConfig, KpiEngine
+from stream.kpi.engine import GROUP_OF_TOPIC, TOPICS_OF_GROUP, EngineConfig, KpiEngine
 from stream.kpi.facts import Entity
 from stream.kpi.snapshot import build_snapshot, merge_partials
 from stream.roster import parse_roster
@@ -66,7 +66,7 @@ class Run:
 
     def __init__(self, docs, partitions: int = 1, tz: str = "UTC") -> None:
         self.engine = KpiEngine(EngineConfig(event_clock=True, too_late_seconds=10**9, timezone=tz))
-        self.tables: dict[str, dict] = {"leads": {}, "deals": {}, "customers": {}}
+        self.tables: dict[str, dict] = {group: {} for group in TOPICS_OF_GROUP}
         self.tz = tz
         validator = EventValidator()
         self.applied = []

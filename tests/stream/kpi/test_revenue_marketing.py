@@ -297,7 +297,8 @@ def test_open_deal_only_label_lists_the_now_keys():
     floor = Floor()
     floor.send(deal("D", "25T08:00:00", product="pro"))
     doc = floor.kpis("1h")
-    assert doc["products"]["pro"] == {"open_deals": 1, "open_pipeline_value": 1000.0}
+    assert doc["products"]["pro"] == {"open_deals": 1, "open_pipeline_value": 1000.0, "mrr": 0.0, "arr": 0.0,
+                                      "customers_active": 0, "customer_lifetime_value": None}
 
 
 # ------------------------------------------------------------------------------------------ the cap ------
