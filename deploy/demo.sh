@@ -85,7 +85,7 @@ history, backfilled in a minute or so at its real times (the wall says "stale" u
 then live at the wall clock's pace: a new lead every few minutes at the weekday peak, 1% malformed
 messages to show dead letters. Run $KPI_APP_ID, topics ${KPI_TOPIC_PREFIX}*.
   KPIs (table):        $KPI kpis --window today        (or --window month, --json)
-  KPIs (JSON):         http://127.0.0.1:$PORT/kpis?window=1h   (1h, 24h, today, month, all)
+  KPIs (JSON):         http://127.0.0.1:$PORT/kpis?window=1h   (1h, 24h, today, week, month, quarter, all)
   Prometheus metrics:  http://127.0.0.1:$PORT/metrics
   Health:              http://127.0.0.1:$PORT/healthz
   Prometheus:          http://127.0.0.1:9090  (scrapes the worker every 15 s; ops alert rules loaded)

@@ -11,6 +11,7 @@ import urllib.request
 import click
 
 from stream.config import ConfigError, Settings, load_settings
+from stream.kpi.windows import WINDOWS
 
 
 def _settings(**overrides) -> Settings:
@@ -180,7 +181,7 @@ def import_maven(pipeline, teams, products, out, tz, time_of_day, stage) -> None
 
 # --- reading KPIs -----------------------------------------------------------------------------------
 @main.command()
-@click.option("--window", type=click.Choice(["1h", "24h", "today", "month", "all"]), default="today", show_default=True)
+@click.option("--window", type=click.Choice(WINDOWS), default="today", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the /kpis document as JSON.")
 @click.option("--url", default=None, help="Worker base URL (default from KPI_WEB_HOST/KPI_WEB_PORT).")
 def kpis(window: str, as_json: bool, url: str | None) -> None:
