@@ -247,13 +247,7 @@ class SalesFloor:
 
     def expected_leads(self, until: datetime) -> float:
         """Expected number of lead.created between the start and ``until``."""
-        t0, t1 = self.start_ms / 1000, until.timestamp()
-        total, t = 0.0, t0
-        while t < t1:
-            step = min(900 - t % 900, t1 - t)
-            total += self.weight(t) * step
-            t += step
-        return total * self.peak_leads_per_s
+        return self._expected_between(self.start_ms / 1000, until.timestamp())
 
     @property
     def events_per_second(self) -> float:
@@ -301,6 +295,7 @@ class SalesFloor:
         self._next_spend = day_end
 
     def _expected_between(self, t0: float, t1: float) -> float:
+        """Expected number of lead.created between two simulated times (seconds): the rate over 15-minute steps."""
         total, t = 0.0, t0
         while t < t1:
             step = min(900 - t % 900, t1 - t)
