@@ -148,6 +148,8 @@ class SpendRecorded(Event, tag="spend.recorded"):
     amount: Money
     campaign: Channel | None = None
     category: Literal["marketing", "sales"] | None = None  # absent: marketing
+
+
 class SubscriptionStarted(Event, tag="subscription.started"):
     account_id: Id
     mrr: Money

@@ -20,6 +20,17 @@ def settings_for(bootstrap: str, prefix: str, **overrides: Any):
     return load_settings(kafka_bootstrap_servers=bootstrap, kpi_topic_prefix=prefix, **overrides)
 
 
+def import_and_replay(deployment: Any, importer: str, files: tuple[str, ...], out: Any, **options: Any):
+    """Run ``importer`` over ``files`` into ``out`` (JSON Lines, 00:00 UTC for dates without a time), then
+    replay that file into the deployment's topics; the replay's report."""
+    from stream.ingest.importers.run import import_main
+    from stream.local.replay import replay
+
+    settings = settings_for(deployment.bootstrap, deployment.prefix)
+    assert import_main(settings, importer, files, out=str(out), tz="UTC", time_of_day="00:00", **options) == 0
+    return asyncio.run(replay(out, settings, echo=lambda line: None))
+
+
 async def read_topics(bootstrap: str, topics: list[str], expected: int, timeout: float = 20.0) -> list[Any]:
     """ConsumerRecords of ``topics`` from the beginning until ``expected`` arrived (or the timeout)."""
     from aiokafka import AIOKafkaConsumer

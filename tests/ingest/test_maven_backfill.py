@@ -4,14 +4,10 @@ product and the new/expansion split equal a direct computation over the CSV with
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from stream.config import load_settings
-from stream.ingest.importers.run import import_main
-from stream.local.replay import replay
-from tests.conftest import BOOTSTRAP, wait_for
+from tests.conftest import wait_for
+from tests.ingest.helpers import import_and_replay
 from tests.ingest.test_importers import maven_product_figures
 
 pytestmark = pytest.mark.integration
@@ -21,14 +17,11 @@ def test_replayed_maven_set_gives_revenue_per_product_and_kind(make_deployment, 
     deployment = make_deployment(KPI_CLOCK="event")
     worker = deployment.start_worker()
     events = tmp_path / "maven.jsonl"
-    settings = load_settings(kafka_bootstrap_servers=BOOTSTRAP, kpi_topic_prefix=deployment.prefix)
     data = shared_dir / "data"
-    assert import_main(settings, "maven-crm", (str(data / "maven_sales_pipeline.csv"), str(data / "maven_sales_teams.csv")),
-                       out=str(events), tz="UTC", time_of_day="00:00",
-                       products=str(data / "maven_products.csv")) == 0
-    lines = events.read_bytes().count(b"\n")
-    report = asyncio.run(replay(events, settings, echo=lambda line: None))
-    assert report.produced_total == lines and report.bad == 0 and report.failed == 0
+    report = import_and_replay(deployment, "maven-crm", (str(data / "maven_sales_pipeline.csv"),
+                                                         str(data / "maven_sales_teams.csv")),
+                               events, products=str(data / "maven_products.csv"))
+    assert report.produced_total == events.read_bytes().count(b"\n") and report.bad == 0 and report.failed == 0
     won = sum(1 for line in events.read_text().splitlines() if '"deal.won"' in line)
 
     def settled():

@@ -5,17 +5,14 @@ MQLs and won deals per source (origin) a direct count over the CSV gives."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stream.config import load_settings
-from stream.ingest.importers.run import import_main
-from stream.local.replay import replay
-from tests.conftest import BOOTSTRAP, wait_for
+from tests.conftest import wait_for
+from tests.ingest.helpers import import_and_replay
 from tests.ingest.test_importers import olist_source_figures
 
 pytestmark = pytest.mark.integration
@@ -43,12 +40,9 @@ def test_replayed_olist_set_gives_the_csv_figures(make_deployment, shared_dir, t
     deployment = make_deployment(KPI_CLOCK="event")
     worker = deployment.start_worker()
     events = tmp_path / "olist.jsonl"
-    settings = load_settings(kafka_bootstrap_servers=BOOTSTRAP, kpi_topic_prefix=deployment.prefix)
     data = shared_dir / "data"
-    assert import_main(settings, "olist", (str(data / "olist_marketing_qualified_leads_dataset.csv"),
-                                           str(data / "olist_closed_deals_dataset.csv")),
-                       out=str(events), tz="UTC", time_of_day="00:00") == 0
-    report = asyncio.run(replay(events, settings, echo=lambda line: None))
+    report = import_and_replay(deployment, "olist", (str(data / "olist_marketing_qualified_leads_dataset.csv"),
+                                                     str(data / "olist_closed_deals_dataset.csv")), events)
     assert report.produced_total == 18_526 and report.bad == 0 and report.failed == 0
 
     def settled():
