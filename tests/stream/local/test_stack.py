@@ -126,18 +126,21 @@ def test_down_stops_only_its_own_stack(settings, tmp_path, monkeypatch):
                       redis_url=f"redis://127.0.0.1:{_free_port()}/0", topic_prefix="t.", partitions=2)
 
     st = stack.up(other, echo=lambda _: None)
-    assert (st.kafka.state, st.redis.state) == ("running", "running"), str(st)
-    assert st.topics == dict.fromkeys(["t.leads", "t.calls", "t.deals", "t.deadletter", "t.spend", "t.subscriptions",
-                                       "t.forecasts"], 2)
+    try:
+        assert (st.kafka.state, st.redis.state) == ("running", "running"), str(st)
+        assert st.topics == dict.fromkeys(["t.leads", "t.calls", "t.deals", "t.deadletter", "t.spend", "t.subscriptions",
+                                           "t.forecasts"], 2)
 
-    result = stack.down(echo=lambda _: None)
-    assert result["kafka"].startswith(f"stopped (pid {st.kafka.pid}")
-    assert result["redis"].startswith(f"stopped (pid {st.redis.pid}")
-    assert not alive(st.kafka.pid) and not alive(st.redis.pid)
-    assert not (tmp_path / "kafka.pid").exists() and not (tmp_path / "redis.pid").exists()
-    gone = stack.status(other, echo=lambda _: None)
-    assert (gone.kafka.state, gone.redis.state) == ("stopped", "stopped")
-    assert (tmp_path / "kafka" / "data" / "meta.properties").exists()  # data kept
+        result = stack.down(echo=lambda _: None)
+        assert result["kafka"].startswith(f"stopped (pid {st.kafka.pid}")
+        assert result["redis"].startswith(f"stopped (pid {st.redis.pid}")
+        assert not alive(st.kafka.pid) and not alive(st.redis.pid)
+        assert not (tmp_path / "kafka.pid").exists() and not (tmp_path / "redis.pid").exists()
+        gone = stack.status(other, echo=lambda _: None)
+        assert (gone.kafka.state, gone.redis.state) == ("stopped", "stopped")
+        assert (tmp_path / "kafka" / "data" / "meta.properties").exists()  # data kept
+    finally:  # a failed assertion must not leave this private broker and Redis running
+        stack.down(echo=lambda _: None)
 
     # A second down is harmless; purge removes the data.
     assert stack.down(purge=True, echo=lambda _: None)["kafka"].startswith("not running")
